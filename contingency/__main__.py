@@ -1,0 +1,3 @@
+from contingency.cli import app
+
+app(prog_name="contingency")

@@ -1,0 +1,165 @@
+"""The `contingency` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+
+from inventory.settings import Settings
+
+app = typer.Typer(
+    no_args_is_help=True, help="Contingency: emergency-response plans as Prefect flows."
+)
+inventory_app = typer.Typer(no_args_is_help=True, help="Check the inventory.")
+alert_app = typer.Typer(no_args_is_help=True, help="Send test alerts.")
+lab_app = typer.Typer(no_args_is_help=True, help="Inject faults into the local lab.")
+app.add_typer(inventory_app, name="inventory")
+app.add_typer(alert_app, name="alert")
+app.add_typer(lab_app, name="lab")
+out = Console()
+err = Console(stderr=True)
+
+StateDir = Annotated[Path | None, typer.Option("--state-dir", help="default ~/.contingency")]
+
+
+def _settings(state_dir: Path | None) -> Settings:
+    return Settings(state_dir=state_dir) if state_dir else Settings()
+
+
+@inventory_app.command("validate")
+def inventory_validate(path: Path) -> None:
+    """Validate an inventory file or directory; print every problem with file and line."""
+    from inventory.loader import InventoryError, load_inventory
+
+    try:
+        inv = load_inventory(path)
+    except InventoryError as exc:
+        for line in str(exc).splitlines():
+            err.print(line, markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    except FileNotFoundError as exc:
+        err.print(f"{path}: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(1) from None
+    out.print(
+        f"{path}: OK — {len(inv.hosts)} hosts, {len(inv.services)} services, "
+        f"{len(inv.people)} people, {len(inv.routing)} routing rules"
+    )
+
+
+@app.command()
+def up(
+    lab: Annotated[bool, typer.Option("--lab", help="also start the local lab")] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="PostgreSQL for the scale-out configuration, "
+            "e.g. postgresql+asyncpg://user@127.0.0.1:5432/prefect",
+        ),
+    ] = None,
+    api_port: Annotated[int | None, typer.Option(help="0 picks a free port")] = None,
+    intake_port: Annotated[int | None, typer.Option(help="0 picks a free port")] = None,
+    lab_ssh_port: Annotated[int | None, typer.Option(help="sshd port of lab hosts")] = None,
+    lab_service_ports: Annotated[
+        str | None, typer.Option(help="lab service ports, e.g. web=18080,api=18081,report=18082")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Start the Prefect server, deployments, worker and alert intake (and the lab)."""
+    from contingency.stack import up as stack_up
+
+    info = stack_up(
+        _settings(state_dir),
+        lab=lab,
+        database_url=database_url,
+        api_port=api_port,
+        intake_port=intake_port,
+        console=err,
+        lab_ssh_port=lab_ssh_port,
+        lab_service_ports={
+            k: int(v) for k, v in (p.split("=", 1) for p in lab_service_ports.split(","))
+        }
+        if lab_service_ports
+        else None,
+    )
+    out.print(f"Prefect UI:   {info.ui_url}")
+    out.print(f"Prefect API:  {info.api_url}")
+    out.print(
+        f"Alert intake: {info.intake_url}/webhook/alertmanager "
+        f"(bearer token in {info.state_dir}/secrets/webhook-token unless "
+        "CONTINGENCY_WEBHOOK_TOKEN is set)"
+    )
+    out.print(f"Inventory:    {info.inventory}")
+    out.print("Stop with:    contingency down" + (f" --state-dir {state_dir}" if state_dir else ""))
+
+
+@app.command()
+def down(state_dir: StateDir = None) -> None:
+    """Stop everything `contingency up` started."""
+    from contingency.stack import down as stack_down
+
+    stopped = stack_down(_settings(state_dir))
+    out.print("stopped: " + (", ".join(stopped) or "nothing was running"))
+
+
+def _parse_labels(pairs: list[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}")
+        labels[key] = value
+    return labels
+
+
+@alert_app.command("send")
+def alert_send(
+    alertname: Annotated[str, typer.Option(help="the alertname label")] = "ServiceDown",
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="NAME=VALUE, repeatable")
+    ] = None,
+    resolved: Annotated[bool, typer.Option(help="send as resolved")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Post a test alert in Alertmanager format to the running intake."""
+    from contingency.alerts import alertmanager_payload, post_alert
+    from contingency.stack import read_stack, webhook_token
+
+    settings = _settings(state_dir)
+    labels = {"alertname": alertname, **_parse_labels(label or [])}
+    payload = alertmanager_payload(labels, status="resolved" if resolved else "firing")
+    answer = post_alert(read_stack(settings).intake_url, webhook_token(settings), payload)
+    for ref in answer["incidents"]:
+        out.print(f"{ref['fingerprint']}: {ref['note']} {ref.get('flow_run_id') or ''}")
+
+
+@lab_app.command("crash")
+def lab_crash(service: str, state_dir: StateDir = None) -> None:
+    """Kill a lab service (SIGKILL), as a crash would."""
+    from contingency.lab.launcher import crash_service
+
+    pid = crash_service(_settings(state_dir), service)
+    out.print(f"killed {service} (pid {pid})")
+
+
+@app.command()
+def demo(state_dir: StateDir = None, keep_up: bool = True) -> None:
+    """Start stack + lab, crash the `web` service, send the alert, show the report."""
+    from contingency.demo import run_demo
+
+    ok = run_demo(_settings(state_dir), out, keep_up=keep_up)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def report(run_id: str, state_dir: StateDir = None) -> None:
+    """Print the report of an incident flow run."""
+    path = _settings(state_dir).reports_path / f"incident-{run_id}.md"
+    if not path.exists():
+        err.print(f"no report at {path}")
+        raise typer.Exit(1)
+    out.print(Markdown(path.read_text(encoding="utf-8")))

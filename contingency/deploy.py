@@ -1,0 +1,63 @@
+"""Apply the deployments declared in prefect.yaml to a Prefect server."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import ObjectAlreadyExists
+from prefect.flows import load_flow_from_entrypoint
+
+PROJECT_FILE = Path(__file__).resolve().parent.parent / "prefect.yaml"
+
+
+def packaged_prefect_yaml() -> Path:
+    """prefect.yaml beside the source tree, or the copy shipped inside the package."""
+    if PROJECT_FILE.exists():
+        return PROJECT_FILE
+    return Path(__file__).resolve().parent / "prefect.yaml"
+
+
+def read_deployments(path: Path | None = None) -> list[dict[str, Any]]:
+    data = yaml.safe_load((path or packaged_prefect_yaml()).read_text(encoding="utf-8"))
+    deployments = data.get("deployments") or []
+    if not deployments:
+        raise ValueError(f"{path}: no deployments declared")
+    return deployments
+
+
+async def ensure_work_pool(name: str) -> None:
+    async with get_client() as client:
+        with contextlib.suppress(ObjectAlreadyExists):
+            await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+
+
+async def apply_deployments(
+    work_pool: str, path: Path | None = None, env: dict[str, str] | None = None
+) -> list[str]:
+    """Create or update every deployment; returns ``flow/deployment`` names."""
+    names = []
+    async with get_client() as client:
+        for spec in read_deployments(path):
+            flow = load_flow_from_entrypoint(spec["entrypoint"])
+            flow_id = await client.create_flow_from_name(flow.name)
+            pool = spec.get("work_pool") or {}
+            await client.create_deployment(
+                flow_id=flow_id,
+                name=spec["name"],
+                entrypoint=spec["entrypoint"],
+                description=spec.get("description"),
+                tags=spec.get("tags") or [],
+                parameters=spec.get("parameters") or {},
+                work_pool_name=work_pool or pool.get("name"),
+                work_queue_name=pool.get("work_queue_name") or "default",
+                parameter_openapi_schema=flow.parameters.model_dump(mode="json"),
+                job_variables={"env": env or {}},
+                concurrency_limit=spec.get("concurrency_limit"),
+            )
+            names.append(f"{flow.name}/{spec['name']}")
+    return names

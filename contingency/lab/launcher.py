@@ -1,0 +1,175 @@
+"""The local lab: real OpenSSH servers on loopback addresses running sample services.
+
+Each lab host is an ``sshd`` bound to its own 127.0.0.x address with its own host key,
+and a directory holding its services (run by ``labctl``, the lab's service manager).
+The shipped example inventory (``inventory/examples/lab``) is rendered into
+``<state_dir>/lab/inventory`` with the generated host keys pinned and the lab's ports.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from contingency.lab.sshd import SshdServer, generate_client_key
+from contingency.processes import alive, stop_pid
+from inventory.settings import Settings
+
+EXAMPLE = Path(__file__).resolve().parent.parent.parent / "inventory" / "examples" / "lab"
+LABCTL = Path(__file__).resolve().parent / "labctl.py"
+KEY_SECRET = "lab-ssh-key"  # noqa: S105 - the name of the secret, not a secret
+DEFAULT_SERVICE_PORTS = {"web": 8080, "api": 8081, "report": 8082}
+
+
+def _load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((EXAMPLE / name).read_text(encoding="utf-8"))
+
+
+def _host_dir(settings: Settings, host: str) -> Path:
+    return settings.lab_dir / "hosts" / host
+
+
+def host_env(settings: Settings, host: str) -> dict[str, str]:
+    """Environment a lab host's sessions get (set by its sshd with ``SetEnv``)."""
+    hd = _host_dir(settings, host)
+    return {"LAB_HOST_DIR": str(hd), "PATH": f"{hd / 'bin'}:/usr/local/bin:/usr/bin:/bin"}
+
+
+def labctl(settings: Settings, host: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run labctl for a lab host locally (used to seed services and to inject faults)."""
+    env = {**os.environ, **host_env(settings, host)}
+    return subprocess.run(
+        [sys.executable, str(LABCTL), *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _render_services(
+    services: dict[str, Any], hosts: dict[str, Any], ports: dict[str, int]
+) -> dict[str, Any]:
+    out = {}
+    for name, svc in services.items():
+        svc = dict(svc)
+        addr = hosts[svc["host"]]["address"]
+        port = ports[name]
+        health = dict(svc["health"])
+        if health["kind"] == "http":
+            health["url"] = f"http://{addr}:{port}/health"
+        elif health["kind"] == "tcp":
+            health.update(port=port, address=addr)
+        svc["health"] = health
+        out[name] = svc
+    return out
+
+
+def start_lab(
+    settings: Settings, ssh_port: int | None = None, service_ports: dict[str, int] | None = None
+) -> Path:
+    """Start every lab host and its services; return the rendered inventory directory."""
+    hosts = _load("hosts.yaml")["hosts"]
+    services = _load("services.yaml")["services"]
+    ports = {**DEFAULT_SERVICE_PORTS, **(service_ports or {})}
+    key_path = settings.secrets_dir / KEY_SECRET
+    key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pub_path = settings.lab_dir / f"{KEY_SECRET}.pub"
+    settings.lab_dir.mkdir(parents=True, exist_ok=True)
+    if not key_path.exists():
+        pub_path.write_text(generate_client_key(key_path))
+    pub = pub_path.read_text().strip()
+    user = getpass.getuser()
+    run_dir = settings.lab_dir / "run"
+    for name, host in hosts.items():
+        hd = _host_dir(settings, name)
+        (hd / "bin").mkdir(parents=True, exist_ok=True)
+        wrapper = hd / "bin" / "labctl"
+        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {LABCTL} "$@"\n')
+        wrapper.chmod(0o755)
+        mine = {
+            s: {"address": host["address"], "port": ports[s]}
+            for s, svc in services.items()
+            if svc["host"] == name
+        }
+        (hd / "services.json").write_text(json.dumps(mine, indent=2))
+        host["port"] = ssh_port or host["port"]
+        host["user"] = user
+        sshd = SshdServer(
+            hd / "sshd",
+            address=host["address"],
+            port=host["port"],
+            authorized_keys=[pub],
+            env=host_env(settings, name),
+        )
+        sshd.start()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / f"sshd-{name}.pid").write_text(str(sshd.pid))
+        host["host_key"] = sshd.host_key_line
+        for svc in mine:
+            res = labctl(settings, name, "start", svc)
+            if res.returncode != 0:
+                raise RuntimeError(
+                    f"lab service {svc} on {name} failed to start: {res.stdout}{res.stderr}"
+                )
+    inv_dir = settings.lab_dir / "inventory"
+    inv_dir.mkdir(parents=True, exist_ok=True)
+    header = "# Rendered by `contingency up --lab` from inventory/examples/lab; edit that.\n"
+    (inv_dir / "hosts.yaml").write_text(header + yaml.safe_dump({"hosts": hosts}, sort_keys=False))
+    (inv_dir / "services.yaml").write_text(
+        header
+        + yaml.safe_dump({"services": _render_services(services, hosts, ports)}, sort_keys=False)
+    )
+    for extra in ("people.yaml", "routing.yaml"):
+        shutil.copyfile(EXAMPLE / extra, inv_dir / extra)
+    return inv_dir
+
+
+def stop_lab(settings: Settings) -> list[str]:
+    """Stop the lab's sshd servers and every lab service; return what was stopped."""
+    stopped = []
+    run_dir = settings.lab_dir / "run"
+    for pidfile in sorted(run_dir.glob("*.pid")) if run_dir.exists() else []:
+        _stop_pidfile(pidfile)
+        stopped.append(pidfile.stem)
+    for pidfile in sorted((settings.lab_dir / "hosts").glob("*/run/*.pid")):
+        _stop_pidfile(pidfile)
+        stopped.append(f"{pidfile.parent.parent.name}/{pidfile.stem}")
+    return stopped
+
+
+def _stop_pidfile(pidfile: Path) -> None:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        pid = 0
+    if pid and alive(pid):
+        stop_pid(pid, grace_s=5)
+    pidfile.unlink(missing_ok=True)
+
+
+def service_host(settings: Settings, service: str) -> str:
+    for cfg in sorted((settings.lab_dir / "hosts").glob("*/services.json")):
+        if service in json.loads(cfg.read_text()):
+            return cfg.parent.name
+    raise KeyError(f"no lab service named {service!r} (is the lab up?)")
+
+
+def crash_service(settings: Settings, service: str) -> int:
+    """SIGKILL a lab service, as a crash would; return the pid it had."""
+    host = service_host(settings, service)
+    pidfile = _host_dir(settings, host) / "run" / f"{service}.pid"
+    pid = int(pidfile.read_text()) if pidfile.exists() else 0
+    res = labctl(settings, host, "kill", service)
+    if res.returncode != 0:
+        raise RuntimeError(f"could not kill {service}: {res.stdout}{res.stderr}")
+    return pid

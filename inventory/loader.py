@@ -1,0 +1,393 @@
+"""Load the inventory from YAML, reporting every problem with its file and line.
+
+``load_inventory`` reads one YAML file, or every ``*.yaml``/``*.yml`` file of a
+directory in sorted order, merges the sections (``hosts``, ``services``, ``roles``,
+``people`` by name; ``routing`` rules concatenated in file order), validates each
+object, then checks the cross references. It collects all problems before raising::
+
+    try:
+        inv = load_inventory("inventory/examples/lab")
+    except InventoryError as exc:
+        print(exc)  # one "FILE:LINE: FIELD: MESSAGE" per line
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from inventory.models import Host, Inventory, Person, Role, RoleName, RoutingRule, Service
+
+YPath = tuple[str | int, ...]
+NAMED_SECTIONS: dict[str, type[BaseModel]] = {
+    "hosts": Host,
+    "services": Service,
+    "roles": Role,
+    "people": Person,
+}
+SECTIONS = (*NAMED_SECTIONS, "routing")
+
+_PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+_URL_PASSWORD_RE = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
+_SECRET_KEY_RE = re.compile(
+    r"(^|[_.-])(password|passwd|passphrase|pwd|token|secret|api[_-]?key|private[_-]?key"
+    r"|credentials?)($|[_.-])",
+    re.IGNORECASE,
+)
+_ALLOWED_SECRET_KEYS = frozenset({"key_secret"})
+
+
+class Problem(BaseModel):
+    """One thing wrong with the inventory, located as precisely as the YAML allows."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str
+    line: int | None = None
+    field: str = ""
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{field} {self.message}"
+
+
+class InventoryError(Exception):
+    """The inventory could not be loaded; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+@dataclass
+class _Doc:
+    """One parsed file: its data, the line of every path, and paths flagged as secrets."""
+
+    file: str
+    data: dict[Any, Any] = field(default_factory=dict)
+    lines: dict[YPath, int] = field(default_factory=dict)
+    secret_paths: set[YPath] = field(default_factory=set)
+    indexed: set[int] = field(default_factory=set)
+    """Nodes already indexed: an alias is indexed once, at its anchor."""
+
+    def line(self, path: YPath) -> int | None:
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return None
+
+    def problem(self, path: YPath, message: str) -> Problem:
+        dotted = ".".join(str(p) for p in path)
+        return Problem(file=self.file, line=self.line(path), field=dotted, message=message)
+
+    def is_secret(self, path: YPath) -> bool:
+        return any(path[:end] in self.secret_paths for end in range(1, len(path) + 1))
+
+
+@dataclass
+class _Entry:
+    """One named object or routing rule and where it was written."""
+
+    doc: _Doc
+    path: YPath
+    raw: Any
+
+
+@dataclass
+class _Collected:
+    named: dict[str, dict[str, _Entry]] = field(
+        default_factory=lambda: {s: {} for s in NAMED_SECTIONS}
+    )
+    routing: list[_Entry] = field(default_factory=list)
+
+
+def load_inventory(path: Path | str) -> Inventory:
+    """Load and validate the inventory at ``path`` (a YAML file or a directory).
+
+    Raises:
+        InventoryError: with every problem found, each naming file, line and field.
+    """
+    problems: list[Problem] = []
+    docs = [doc for f in _files(Path(path), problems) if (doc := _read(f, problems))]
+    collected = _collect(docs, problems)
+    objects = {s: _validate_section(entries, problems) for s, entries in collected.named.items()}
+    rules = [r for e in collected.routing if (r := _validate(RoutingRule, e, {}, problems))]
+    problems.extend(_cross_check(collected))
+    if problems:
+        raise InventoryError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
+    return Inventory(**objects, routing=rules)
+
+
+def _files(path: Path, problems: list[Problem]) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        problems.append(Problem(file=str(path), message="no such file or directory"))
+        return []
+    found = sorted(
+        p
+        for p in path.iterdir()
+        if p.suffix in (".yaml", ".yml") and p.is_file() and not p.name.startswith(".")
+    )
+    if not found:
+        problems.append(Problem(file=str(path), message="directory has no *.yaml or *.yml files"))
+    return found
+
+
+def _read(path: Path, problems: list[Problem]) -> _Doc | None:
+    doc = _Doc(file=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(file=doc.file, message=f"cannot read file: {exc}"))
+        return None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return doc
+        problems.extend(_index(doc, node, ()))
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        problems.append(_yaml_problem(doc.file, exc))
+        return None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        problems.append(
+            doc.problem((), f"top level must be a mapping of sections ({', '.join(SECTIONS)})")
+        )
+        return None
+    doc.data = data
+    return doc
+
+
+def _yaml_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
+    # Only the parser's own words: the snippet in str(exc) may quote a secret.
+    mark = exc.problem_mark or exc.context_mark
+    words = ", ".join(w for w in (exc.context, exc.problem) if w)
+    line = mark.line + 1 if mark else None
+    return Problem(file=file, line=line, message=f"invalid YAML: {words}")
+
+
+def _index(doc: _Doc, node: yaml.Node, path: YPath) -> list[Problem]:
+    """Record the line of every path under ``node``; flag duplicate keys and secrets.
+
+    Paths under a repeated alias keep no lines of their own (they fall back to the
+    key that uses the alias), which also keeps alias bombs linear.
+    """
+    if id(node) in doc.indexed:
+        return []
+    doc.indexed.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        return _index_mapping(doc, node, path)
+    if isinstance(node, yaml.SequenceNode):
+        problems: list[Problem] = []
+        for i, item in enumerate(node.value):
+            doc.lines[(*path, i)] = item.start_mark.line + 1
+            problems += _index(doc, item, (*path, i))
+        return problems
+    return _check_value(doc, node, path)
+
+
+def _index_mapping(doc: _Doc, node: yaml.MappingNode, path: YPath) -> list[Problem]:
+    problems: list[Problem] = []
+    for key_node, value_node in node.value:
+        key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+        sub = (*path, key)
+        if key != "<<" and sub in doc.lines:
+            first = doc.lines[sub]
+            doc.lines[sub] = key_node.start_mark.line + 1
+            problems.append(doc.problem(sub, f"duplicate key (first at line {first})"))
+            _forget(doc, sub)  # YAML keeps the last value: index that one
+        doc.lines[sub] = key_node.start_mark.line + 1
+        if _SECRET_KEY_RE.search(key) and key not in _ALLOWED_SECRET_KEYS:
+            doc.secret_paths.add(sub)
+            problems.append(doc.problem(sub, _secret_message("field is named like a secret")))
+        problems += _check_value(doc, key_node, sub)
+        problems += _index(doc, value_node, sub)
+    return problems
+
+
+def _forget(doc: _Doc, path: YPath) -> None:
+    for known in [p for p in doc.lines if p[: len(path)] == path]:
+        del doc.lines[known]
+
+
+def _check_value(doc: _Doc, node: yaml.Node, path: YPath) -> list[Problem]:
+    if not isinstance(node, yaml.ScalarNode) or not isinstance(node.value, str):
+        return []
+    if _PRIVATE_KEY_RE.search(node.value):
+        what = "value looks like a private key"
+    elif _URL_PASSWORD_RE.search(node.value):
+        what = "value looks like a URL with a password"
+    else:
+        return []
+    doc.secret_paths.add(path)
+    return [doc.problem(path, _secret_message(what))]
+
+
+def _secret_message(what: str) -> str:
+    return f"{what}; the inventory names secrets (key_secret, notify), it never contains them"
+
+
+def _collect(docs: list[_Doc], problems: list[Problem]) -> _Collected:
+    out = _Collected()
+    for doc in docs:
+        for key, value in doc.data.items():
+            section = str(key)
+            if section == "routing":
+                out.routing += _collect_routing(doc, value, problems)
+            elif section in NAMED_SECTIONS:
+                _collect_named(doc, section, value, out.named[section], problems)
+            elif not doc.is_secret((section,)):
+                expected = ", ".join(SECTIONS)
+                msg = f"unknown top-level key (expected one of: {expected})"
+                problems.append(doc.problem((section,), msg))
+    return out
+
+
+def _collect_routing(doc: _Doc, value: Any, problems: list[Problem]) -> list[_Entry]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(doc.problem(("routing",), "must be a list of rules"))
+        return []
+    return [_Entry(doc, ("routing", i), item) for i, item in enumerate(value)]
+
+
+def _collect_named(
+    doc: _Doc, section: str, value: Any, into: dict[str, _Entry], problems: list[Problem]
+) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        problems.append(doc.problem((section,), "must be a mapping of name to object"))
+        return
+    for raw_name, raw in value.items():
+        name = str(raw_name)
+        entry = _Entry(doc, (section, name), raw)
+        if name in into:
+            first = into[name]
+            where = f"{first.doc.file}:{first.doc.line(first.path)}"
+            problems.append(doc.problem(entry.path, f"duplicate name (first defined at {where})"))
+            continue
+        into[name] = entry
+
+
+def _validate_section(entries: dict[str, _Entry], problems: list[Problem]) -> dict[str, Any]:
+    valid = {}
+    for name, entry in entries.items():
+        model = NAMED_SECTIONS[str(entry.path[0])]
+        if (obj := _validate(model, entry, {"name": name}, problems)) is not None:
+            valid[name] = obj
+    return valid
+
+
+def _validate(
+    model: type[BaseModel], entry: _Entry, inject: dict[str, str], problems: list[Problem]
+) -> Any:
+    if not isinstance(entry.raw, dict):
+        problems.append(entry.doc.problem(entry.path, "must be a mapping"))
+        return None
+    for key, value in inject.items():
+        if key in entry.raw and entry.raw[key] != value:
+            msg = f"{key} {entry.raw[key]!r} does not match its key {value!r}"
+            problems.append(entry.doc.problem((*entry.path, key), msg))
+    data = {**entry.raw, **inject}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems += _validation_problems(entry, data, exc)
+        return None
+
+
+def _validation_problems(entry: _Entry, data: Any, exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        path = (*entry.path, *_data_path(data, err["loc"]))
+        if not entry.doc.is_secret(path):  # already reported, more clearly
+            problems.append(entry.doc.problem(path, err["msg"]))
+    return problems
+
+
+def _data_path(data: Any, loc: tuple[str | int, ...]) -> YPath:
+    """Map a pydantic ``loc`` onto the data, dropping union tags and ``[key]`` markers."""
+    path: list[str | int] = []
+    for i, part in enumerate(loc):
+        if _has(data, part):
+            data = data[part]
+        elif part == "[key]" or (isinstance(data, dict) and part == data.get("kind")):
+            continue
+        else:
+            return (*path, *loc[i:])
+        path.append(part)
+    return tuple(path)
+
+
+def _has(data: Any, part: str | int) -> bool:
+    if isinstance(data, dict):
+        return part in data
+    return isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+
+
+def _cross_check(c: _Collected) -> list[Problem]:
+    return [*_check_service_hosts(c), *_check_person_roles(c), *_check_routing(c)]
+
+
+def _raw_field(entry: _Entry, key: str) -> Any:
+    return entry.raw.get(key) if isinstance(entry.raw, dict) else None
+
+
+def _check_service_hosts(c: _Collected) -> list[Problem]:
+    problems = []
+    for entry in c.named["services"].values():
+        host = _raw_field(entry, "host")
+        if isinstance(host, str) and host not in c.named["hosts"]:
+            msg = f"unknown host {host!r} (not under hosts)"
+            problems.append(entry.doc.problem((*entry.path, "host"), msg))
+    return problems
+
+
+def _check_person_roles(c: _Collected) -> list[Problem]:
+    declared = c.named["roles"]
+    if not declared:
+        return []
+    problems = []
+    for entry in c.named["people"].values():
+        roles = _raw_field(entry, "roles")
+        for i, role in enumerate(roles if isinstance(roles, list) else []):
+            if isinstance(role, str) and role in RoleName.__members__ and role not in declared:
+                msg = f"role {role!r} is not declared under roles"
+                problems.append(entry.doc.problem((*entry.path, "roles", i), msg))
+    return problems
+
+
+def _check_routing(c: _Collected) -> list[Problem]:
+    problems = []
+    seen: dict[str, _Entry] = {}
+    for entry in c.routing:
+        target, name = _raw_field(entry, "target"), _raw_field(entry, "name")
+        if isinstance(target, str) and not (
+            target in c.named["services"] or target in c.named["hosts"]
+        ):
+            msg = f"unknown target {target!r} (not a service or host)"
+            problems.append(entry.doc.problem((*entry.path, "target"), msg))
+        if isinstance(name, str) and name in seen:
+            first = seen[name]
+            where = f"{first.doc.file}:{first.doc.line((*first.path, 'name'))}"
+            msg = f"duplicate routing rule name {name!r} (first at {where})"
+            problems.append(entry.doc.problem((*entry.path, "name"), msg))
+        elif isinstance(name, str):
+            seen[name] = entry
+    return problems

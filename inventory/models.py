@@ -1,0 +1,199 @@
+"""Pydantic models of the estate: hosts, services, roles, people, routing rules.
+
+The inventory names secrets (``key_secret``, ``notify``); it never contains one.
+Commands that run on hosts come only from here, never from alert text.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+Name = Annotated[str, Field(pattern=NAME_RE)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RoleName(StrEnum):
+    """The seed plan's roles (组织架构与职责)."""
+
+    command_center = "command_center"  # 应急指挥中心
+    tech_support = "tech_support"  # 技术支持
+    security_monitoring = "security_monitoring"  # 安全监控
+    operations = "operations"  # 运维
+    user_service = "user_service"  # 用户服务
+    information_management = "information_management"  # 信息管理
+
+
+class Host(_Model):
+    name: Name
+    address: str
+    port: int = Field(22, ge=1, le=65535)
+    user: str = Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")
+    key_secret: Name
+    """Name of the secret holding the private key (never the key itself)."""
+    host_key: str | None = None
+    """Pinned public host key, ``"ssh-ed25519 AAAA..."``; else the known_hosts file."""
+    known_hosts: str | None = None
+    """Path of a pinned known_hosts file used when ``host_key`` is not set."""
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("host_key")
+    @classmethod
+    def _key_shape(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"(ssh-|ecdsa-)[\w@.-]+ [A-Za-z0-9+/=]+( .*)?", v):
+            raise ValueError("host_key must look like 'ssh-ed25519 AAAA...'")
+        return v
+
+
+class CommandCheck(_Model):
+    kind: Literal["command"] = "command"
+    command: str = Field(min_length=1)
+    """Runs on the service's host over SSH; exit 0 means healthy."""
+
+
+class TcpCheck(_Model):
+    kind: Literal["tcp"] = "tcp"
+    port: int = Field(ge=1, le=65535)
+    address: str | None = None
+    """Defaults to the host's address."""
+
+
+class HttpCheck(_Model):
+    kind: Literal["http"] = "http"
+    url: str = Field(pattern=r"^https?://")
+    expect_status: int = 200
+
+
+HealthCheck = Annotated[CommandCheck | TcpCheck | HttpCheck, Field(discriminator="kind")]
+
+
+class SystemdManager(_Model):
+    kind: Literal["systemd"] = "systemd"
+    unit: str = Field(pattern=r"^[A-Za-z0-9@_.:-]+$")
+    sudo: bool = False
+
+    def _prefix(self) -> str:
+        return "sudo -n " if self.sudo else ""
+
+    def restart_commands(self) -> list[str]:
+        return [f"{self._prefix()}systemctl restart {shlex.quote(self.unit)}"]
+
+    def status_command(self) -> str:
+        return f"{self._prefix()}systemctl is-active {shlex.quote(self.unit)}"
+
+
+class CommandsManager(_Model):
+    kind: Literal["commands"] = "commands"
+    restart: list[str] = Field(min_length=1)
+    status: str | None = None
+
+    def restart_commands(self) -> list[str]:
+        return list(self.restart)
+
+    def status_command(self) -> str | None:
+        return self.status
+
+
+ServiceManager = Annotated[SystemdManager | CommandsManager, Field(discriminator="kind")]
+
+
+class VerifyPolicy(_Model):
+    """How long and how often to re-check health after an action."""
+
+    deadline_s: float = Field(60.0, gt=0)
+    first_delay_s: float = Field(0.5, ge=0)
+    backoff: float = Field(1.5, ge=1)
+    max_interval_s: float = Field(10.0, gt=0)
+
+
+class Service(_Model):
+    name: Name
+    host: Name
+    health: HealthCheck
+    manager: ServiceManager
+    verify: VerifyPolicy = VerifyPolicy()
+    requires_approval: bool = False
+    description: str = ""
+
+
+class Person(_Model):
+    name: Name
+    display_name: str = ""
+    roles: list[RoleName] = Field(default_factory=list)
+    notify: list[Name] = Field(default_factory=list)
+    """Secret names of apprise URLs for this person."""
+
+
+class Role(_Model):
+    name: RoleName
+    title_zh: str = ""
+    title_en: str = ""
+    duties: str = ""
+    notify: list[Name] = Field(default_factory=list)
+    """Secret names of apprise URLs for the role's channel."""
+
+
+class PlanName(StrEnum):
+    software_crash = "software_crash"
+    hardware_failure = "hardware_failure"
+    data_loss = "data_loss"
+    network_outage = "network_outage"
+    runbook = "runbook"
+
+
+class RoutingRule(_Model):
+    """Label matchers → plan + target.
+
+    ``match`` labels must be equal, ``match_re`` labels must fully match the regex.
+    The target is named by ``target`` or taken from the alert label ``target_label``;
+    either way it must exist in the inventory.
+    """
+
+    name: Name
+    match: dict[str, str] = Field(default_factory=dict)
+    match_re: dict[str, str] = Field(default_factory=dict)
+    plan: PlanName
+    target: Name | None = None
+    target_label: str = "service"
+    requires_approval: bool = False
+
+    @field_validator("match_re")
+    @classmethod
+    def _compiles(cls, v: dict[str, str]) -> dict[str, str]:
+        for label, rx in v.items():
+            try:
+                re.compile(rx)
+            except re.error as exc:
+                raise ValueError(f"label {label!r}: bad regex {rx!r}: {exc}") from exc
+        return v
+
+
+class Inventory(_Model):
+    hosts: dict[str, Host] = Field(default_factory=dict)
+    services: dict[str, Service] = Field(default_factory=dict)
+    roles: dict[str, Role] = Field(default_factory=dict)
+    people: dict[str, Person] = Field(default_factory=dict)
+    routing: list[RoutingRule] = Field(default_factory=list)
+
+    def host(self, name: str) -> Host:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise KeyError(f"unknown host {name!r}") from None
+
+    def service(self, name: str) -> Service:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise KeyError(f"unknown service {name!r}") from None
+
+    def members(self, role: RoleName) -> list[Person]:
+        return [p for p in self.people.values() if role in p.roles]

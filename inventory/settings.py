@@ -1,0 +1,60 @@
+"""Settings shared by every layer (env prefix ``CONTINGENCY_``).
+
+All state — Prefect home, SQLite database, lab files, reports, secrets — lives under
+one state directory, ``~/.contingency`` unless ``CONTINGENCY_STATE_DIR`` says otherwise.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, read from the environment (``CONTINGENCY_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTINGENCY_", extra="ignore")
+
+    state_dir: Path = Field(default_factory=lambda: Path.home() / ".contingency")
+    inventory: Path | None = None
+    """Inventory file or directory; default: ``<state_dir>/lab/inventory`` if present,
+    else the shipped lab example."""
+    webhook_token: SecretStr | None = None
+    api_port: int = 4200
+    intake_port: int = 8787
+    intake_host: str = "127.0.0.1"
+    work_pool: str = "contingency"
+    incident_deployment: str = "incident/incident-response"
+    database_url: SecretStr | None = None
+    ssh_connect_timeout: float = 10.0
+    ssh_command_timeout: float = 120.0
+    report_dir: Path | None = None
+    language: str = "en"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    @property
+    def reports_path(self) -> Path:
+        return self.report_dir or self.state_dir / "reports"
+
+    @property
+    def lab_dir(self) -> Path:
+        return self.state_dir / "lab"
+
+    def inventory_path(self) -> Path:
+        if self.inventory is not None:
+            return self.inventory
+        lab = self.lab_dir / "inventory"
+        if lab.exists():
+            return lab
+        return Path(__file__).parent / "examples" / "lab"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,40 @@
+"""Typed plans: a remediation computes these from facts, shows them, then applies them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from inventory.models import PlanName
+
+Risk = Literal["low", "medium", "high"]
+
+
+class Action(BaseModel):
+    """One command on one host, exactly as it will run."""
+
+    host: str
+    command: str
+    description: str = ""
+    risk: Risk = "low"
+    idempotent: bool = True
+
+
+class Plan(BaseModel):
+    plan: PlanName
+    target: str
+    actions: list[Action] = Field(default_factory=list)
+    requires_approval: bool = False
+    reason: str = ""
+
+    @property
+    def hosts(self) -> list[str]:
+        return sorted({a.host for a in self.actions})
+
+    def as_markdown(self) -> str:
+        lines = [f"**Plan** `{self.plan}` on `{self.target}` — {self.reason}", ""]
+        lines += ["| # | host | command | risk | idempotent |", "|---|---|---|---|---|"]
+        for i, a in enumerate(self.actions, 1):
+            lines.append(f"| {i} | {a.host} | `{a.command}` | {a.risk} | {a.idempotent} |")
+        return "\n".join(lines)

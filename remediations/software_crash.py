@@ -1,0 +1,111 @@
+"""Software-crash plan (软件故障): restart a crashed service, verify, escalate if it stays down.
+
+Facts (health probe) → plan (restart commands from the inventory) → apply → verify with
+retries and backoff up to the service's deadline. Never loops: one restart per run.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+from inventory.loader import load_inventory
+from inventory.models import Inventory, PlanName, Service
+from inventory.settings import get_settings
+from remediations.plan import Action, Plan
+from tasks.probes import ProbeResult, check_service, probe_health
+from tasks.ssh import CommandResult, run_ssh
+
+
+class VerifyResult(BaseModel):
+    recovered: bool
+    attempts: list[ProbeResult] = Field(default_factory=list)
+    waited_s: float = 0.0
+
+
+def build_plan(service: Service, requires_approval: bool = False) -> Plan:
+    """The exact commands a restart of ``service`` runs (pure: no I/O)."""
+    actions = [
+        Action(
+            host=service.host,
+            command=cmd,
+            description=f"restart {service.name}",
+            risk="medium",
+            idempotent=True,
+        )
+        for cmd in service.manager.restart_commands()
+    ]
+    return Plan(
+        plan=PlanName.software_crash,
+        target=service.name,
+        actions=actions,
+        requires_approval=requires_approval or service.requires_approval,
+        reason=f"service {service.name} on {service.host} is unhealthy",
+    )
+
+
+def apply_plan(plan: Plan, inv: Inventory) -> list[CommandResult]:
+    """Run the plan's actions in order; stop at the first failing command."""
+    results: list[CommandResult] = []
+    for action in plan.actions:
+        res = run_ssh(inv.host(action.host), action.command)
+        results.append(res)
+        if not res.ok:
+            break
+    return results
+
+
+def verify_recovery(service: Service, inv: Inventory) -> VerifyResult:
+    """Re-probe with exponential backoff until healthy or the service's deadline passes."""
+    policy = service.verify
+    started = time.monotonic()
+    delay = policy.first_delay_s
+    attempts: list[ProbeResult] = []
+    while True:
+        time.sleep(delay)
+        result = check_service(service, inv)
+        attempts.append(result)
+        elapsed = time.monotonic() - started
+        if result.healthy or elapsed >= policy.deadline_s:
+            return VerifyResult(recovered=result.healthy, attempts=attempts, waited_s=elapsed)
+        delay = min(
+            max(delay, 0.2) * policy.backoff, policy.max_interval_s, policy.deadline_s - elapsed
+        )
+
+
+class CrashOutcome(BaseModel):
+    outcome: str
+    plan: Plan
+    before: ProbeResult | None = None
+    commands: list[CommandResult] = Field(default_factory=list)
+    verify: VerifyResult | None = None
+
+
+@flow(name="software-crash", log_prints=False)
+def software_crash(
+    service: str, dry_run: bool = False, inventory_path: str | None = None
+) -> CrashOutcome:
+    """Restart ``service`` if it is unhealthy; ``dry_run=True`` returns the plan only.
+
+    Example:
+        >>> software_crash("web", dry_run=True).plan.actions[0].command
+        'labctl restart web'
+    """
+    logger = get_run_logger()
+    inv = load_inventory(inventory_path or get_settings().inventory_path())
+    svc = inv.service(service)
+    plan = build_plan(svc)
+    logger.info("plan:\n%s", plan.as_markdown())
+    if dry_run:
+        return CrashOutcome(outcome="dry_run", plan=plan)
+    before = probe_health(svc, inv)
+    if before.healthy:
+        return CrashOutcome(outcome="healthy", plan=plan, before=before)
+    commands = apply_plan(plan, inv)
+    verify = verify_recovery(svc, inv)
+    outcome = "recovered" if verify.recovered else "not_recovered"
+    if not verify.recovered:
+        logger.error("ESCALATE: %s did not recover within %.0fs", service, svc.verify.deadline_s)
+    return CrashOutcome(outcome=outcome, plan=plan, before=before, commands=commands, verify=verify)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The tests: setup, lint, then the whole suite against real sshd, Prefect and Alertmanager.
+# pytest's exit code 5 (no tests collected) is a failure here like any other non-zero code.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

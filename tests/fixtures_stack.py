@@ -1,0 +1,128 @@
+"""A real embedded stack for integration tests: Prefect server, worker, intake and lab.
+
+Started once per test session with ``contingency up --lab`` in a temporary state
+directory on free ports, and stopped with ``contingency down`` even when tests fail.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from contingency.processes import free_port
+from inventory.settings import Settings
+
+CLI = [sys.executable, "-m", "contingency"]
+
+
+@dataclass
+class Stack:
+    state_dir: Path
+    api_url: str
+    ui_url: str
+    intake_url: str
+    token: str
+    inventory: Path
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(state_dir=self.state_dir, inventory=self.inventory)
+
+    def post(self, path: str, payload: object, token: str | None = None) -> requests.Response:
+        return requests.post(
+            f"{self.intake_url}{path}",
+            json=payload,
+            timeout=30,
+            headers={"Authorization": f"Bearer {token or self.token}"},
+        )
+
+
+def start_stack(state_dir: Path, database_url: str | None = None) -> Stack:
+    ports = [free_port() for _ in range(3)]
+    argv = [
+        *CLI,
+        "up",
+        "--lab",
+        "--state-dir",
+        str(state_dir),
+        "--api-port",
+        "0",
+        "--intake-port",
+        "0",
+        "--lab-ssh-port",
+        str(free_port()),
+        "--lab-service-ports",
+        f"web={ports[0]},api={ports[1]},report={ports[2]}",
+    ]
+    if database_url:
+        argv += ["--database-url", database_url]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        subprocess.run([*CLI, "down", "--state-dir", str(state_dir)], env=env, timeout=120)
+        raise RuntimeError(f"contingency up failed:\n{proc.stdout}\n{proc.stderr}")
+    from contingency.stack import read_stack
+
+    info = read_stack(Settings(state_dir=state_dir))
+    token = (state_dir / "secrets" / "webhook-token").read_text().strip()
+    return Stack(state_dir, info.api_url, info.ui_url, info.intake_url, token, Path(info.inventory))
+
+
+def stop_stack(state_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
+    subprocess.run(
+        [*CLI, "down", "--state-dir", str(state_dir)], env=env, timeout=120, capture_output=True
+    )
+
+
+@pytest.fixture(scope="session")
+def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The embedded stack with the lab, on SQLite; this process's Prefect client uses it."""
+    state_dir = tmp_path_factory.mktemp("stack")
+    stack = start_stack(state_dir)
+    saved = {
+        k: os.environ.get(k)
+        for k in ("PREFECT_API_URL", "CONTINGENCY_STATE_DIR", "CONTINGENCY_INVENTORY")
+    }
+    os.environ.update(
+        PREFECT_API_URL=stack.api_url,
+        CONTINGENCY_STATE_DIR=str(state_dir),
+        CONTINGENCY_INVENTORY=str(stack.inventory),
+    )
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+            yield stack
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        stop_stack(state_dir)
+
+
+def service_pid(url: str) -> int | None:
+    try:
+        return int(requests.get(url, timeout=2).json()["pid"])
+    except (requests.RequestException, ValueError, KeyError):
+        return None
+
+
+def wait_for(check, timeout_s: float = 60, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")

@@ -1,0 +1,73 @@
+"""The scale-out configuration: the same end-to-end path on a Prefect server backed by
+PostgreSQL (the machine's server on 127.0.0.1:5432), via ``contingency up --database-url``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from prefect.client.orchestration import get_client
+
+from contingency.alerts import alertmanager_payload
+from contingency.lab.launcher import crash_service
+from inventory.loader import load_inventory
+from tests.fixtures_stack import Stack, service_pid, start_stack, stop_stack, wait_for
+
+PG = os.environ.get("CONTINGENCY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pg_stack(tmp_path: Path) -> Iterator[Stack]:
+    db = f"contingency_test_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{db}"'))
+    base = PG.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    saved = os.environ.get("PREFECT_API_URL")
+    stack = None
+    try:
+        stack = start_stack(tmp_path / "state", database_url=f"{base}/{db}")
+        os.environ["PREFECT_API_URL"] = stack.api_url
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+            yield stack
+    finally:
+        if saved is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = saved
+        stop_stack(tmp_path / "state")
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+
+
+def test_end_to_end_on_postgresql(pg_stack: Stack) -> None:
+    url = load_inventory(pg_stack.inventory).service("web").health.url  # type: ignore[union-attr]
+    old_pid = wait_for(lambda: service_pid(url), what="web up")
+    crash_service(pg_stack.settings, "web")
+    labels = {"alertname": "ServiceDown", "service": "web", "test": uuid.uuid4().hex}
+    resp = pg_stack.post("/webhook/alertmanager", alertmanager_payload(labels))
+    assert resp.status_code == 202, resp.text
+    run_id = resp.json()["incidents"][0]["flow_run_id"]
+
+    def final():  # type: ignore[no-untyped-def]
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(uuid.UUID(run_id))
+        return run if run.state and run.state.is_final() else None
+
+    run = wait_for(final, timeout_s=120, what="incident finished")
+    assert run.state.is_completed(), run.state
+    assert wait_for(lambda: service_pid(url), what="web back") != old_pid
+    info = (pg_stack.state_dir / "stack.json").read_text()
+    assert '"database": "postgresql"' in info
