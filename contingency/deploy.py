@@ -37,9 +37,24 @@ async def ensure_work_pool(name: str) -> None:
 
 
 async def apply_deployments(
-    work_pool: str, path: Path | None = None, env: dict[str, str] | None = None
+    work_pool: str,
+    path: Path | None = None,
+    env: dict[str, str] | None = None,
+    work_dir: Path | None = None,
 ) -> list[str]:
-    """Create or update every deployment; returns ``flow/deployment`` names."""
+    """Create or update every deployment; returns ``flow/deployment`` names.
+
+    The code is the installed distribution (module-path entrypoints), so the only pull
+    step sets the working directory: without one, Prefect copies the worker's whole
+    current directory into a temporary workspace before every run.
+    """
+    pull = [
+        {
+            "prefect.deployments.steps.set_working_directory": {
+                "directory": str(work_dir or Path.cwd())
+            }
+        }
+    ]
     names = []
     async with get_client() as client:
         for spec in read_deployments(path):
@@ -58,6 +73,7 @@ async def apply_deployments(
                 parameter_openapi_schema=flow.parameters.model_dump(mode="json"),
                 job_variables={"env": env or {}},
                 concurrency_limit=spec.get("concurrency_limit"),
+                pull_steps=pull,
             )
             names.append(f"{flow.name}/{spec['name']}")
     return names

@@ -30,6 +30,7 @@ def spawn(name: str, argv: list[str], env: dict[str, str], run_dir: Path) -> int
     log = (run_dir / f"{name}.log").open("ab")
     proc = subprocess.Popen(
         argv,
+        cwd=run_dir,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -113,6 +113,7 @@ def up(
     console: Console | None = None,
     lab_ssh_port: int | None = None,
     lab_service_ports: dict[str, int] | None = None,
+    polling: dict[str, str] | None = None,
 ) -> StackInfo:
     console = console or Console(stderr=True)
     run_dir = settings.state_dir / "run"
@@ -130,6 +131,7 @@ def up(
     intake_port = settings.intake_port if intake_port is None else intake_port
     api_port, intake_port = api_port or free_port(), intake_port or free_port()
     env = stack_env(settings, api_port, database_url)
+    env.update(polling or {})
     (settings.state_dir / "prefect").mkdir(parents=True, exist_ok=True)
     with console.status(f"starting the Prefect server on 127.0.0.1:{api_port}"):
         spawn(
@@ -148,7 +150,9 @@ def up(
         from contingency.deploy import apply_deployments, ensure_work_pool
 
         asyncio.run(ensure_work_pool(settings.work_pool))
-        names = asyncio.run(apply_deployments(settings.work_pool))
+        work_dir = settings.state_dir / "work"
+        work_dir.mkdir(parents=True, exist_ok=True)
+        names = asyncio.run(apply_deployments(settings.work_pool, work_dir=work_dir))
     console.print(f"deployments: {', '.join(names)}")
     spawn(
         "worker",

@@ -1,7 +1,7 @@
 """The incident lifecycle: route → facts → plan → gate → apply → verify → report.
 
 One flow run per incident. Alert labels only select a plan and a target by name; every
-command comes from the inventory.
+command comes from the inventory. The plan itself lives in ``remediations/``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ from pydantic import BaseModel
 
 from inventory.alert import Alert
 from inventory.loader import InventoryError, load_inventory
-from inventory.models import Inventory, PlanName
 from inventory.routing import RouteDecision, route
 from inventory.secrets import redact
 from inventory.settings import get_settings
+from remediations import handler_for
+from remediations.context import IncidentContext, Outcome
 from remediations.plan import Plan
-from remediations.software_crash import CrashOutcome, apply_plan, build_plan, verify_recovery
 from tasks.approval import GateResult, request_approval
 from tasks.errors import ContingencyError
-from tasks.probes import probe_health
 from tasks.report import Timeline, publish_report, render_report
 from tasks.ssh import close_all, current_run_id
 
@@ -36,112 +35,67 @@ class IncidentResult(BaseModel):
 def _run_name() -> str:
     alert = (flow_run.parameters or {}).get("alert")
     labels = alert.labels if isinstance(alert, Alert) else (alert or {}).get("labels") or {}
-    target = labels.get("service") or labels.get("host") or "?"
+    target = labels.get("service") or labels.get("host") or labels.get("link") or "?"
     return f"{labels.get('alertname', 'alert')}-{target}"[:80]
 
 
-class _Incident:
-    """Collects what happened, for the report."""
-
-    def __init__(self, alert: Alert) -> None:
-        self.alert = alert
-        self.timeline = Timeline()
-        self.timeline.add("alert received", f"{alert.name} {alert.labels}", at=alert.received_at)
-        self.commands: list[dict[str, object]] = []
-        self.gate: GateResult | None = None
-        self.plan: Plan | None = None
-
-    def finish(self, outcome: str, decision: RouteDecision, ok: bool, message: str) -> State:
-        self.timeline.add("outcome", f"{outcome}: {message}")
-        run_id = str(flow_run.id or "local")
-        summary = {
-            "outcome": outcome,
-            "alert": f"{self.alert.name} ({self.alert.source}, "
-            f"fingerprint {self.alert.fingerprint})",
-            "labels": ", ".join(f"{k}={v}" for k, v in sorted(self.alert.labels.items())),
-            "routing": decision.reason,
-            "flow run": run_id,
-        }
-        sections = {"Plan": self.plan.as_markdown()} if self.plan else {}
-        if self.gate:
-            sections["Approval"] = (
-                "\n".join(
-                    f"- {a.at.isoformat()} {a.approver}: {a.decision} "
-                    f"({'accepted' if a.accepted else 'refused: ' + a.reason})"
-                    for a in self.gate.attempts
-                )
-                + f"\n\nWaited {self.gate.wait_s:.1f}s."
-            )
-        markdown = render_report(
-            f"Incident {self.alert.name} — {outcome}",
-            summary,
-            self.timeline,
-            self.commands,
-            sections,
-        )
-        key = f"incident-{run_id}"
-        path = publish_report(
-            markdown, key, get_settings().reports_path, description=f"{outcome}: {message}"[:500]
-        )
-        result = IncidentResult(
-            outcome=outcome, route=decision, plan=self.plan, report_path=str(path)
-        )
-        if ok:
-            return Completed(message=message, data=result)
-        return Failed(name="Escalated", message=f"{outcome}: {message}", data=result)
+def _gate_section(gates: list[GateResult]) -> str:
+    lines = []
+    for gate in gates:
+        lines += [
+            f"- {a.at.isoformat()} {a.approver}: {a.decision} "
+            f"({'accepted' if a.accepted else 'refused: ' + a.reason})"
+            for a in gate.attempts
+        ]
+        lines.append(f"- waited {gate.wait_s:.1f}s; approved: {gate.approved}")
+    return "\n".join(lines)
 
 
-def _software_crash(
-    inc: _Incident, inv: Inventory, target: str, decision: RouteDecision, dry_run: bool
+def _report(
+    alert: Alert,
+    decision: RouteDecision,
+    timeline: Timeline,
+    ctx: IncidentContext | None,
+    gates: list[GateResult],
+    outcome: Outcome,
 ) -> State:
-    logger = get_run_logger()
-    svc = inv.service(target)
-    before = probe_health(svc, inv)
-    inc.timeline.add(
-        "probe", f"{target}: {'healthy' if before.healthy else 'unhealthy'} ({before.detail})"
+    timeline.add("outcome", f"{outcome.outcome}: {outcome.message}")
+    run_id = str(flow_run.id or "local")
+    summary = {
+        "outcome": outcome.outcome,
+        "alert": f"{alert.name} ({alert.source}, fingerprint {alert.fingerprint})",
+        "labels": ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items())),
+        "routing": decision.reason,
+        "flow run": run_id,
+    }
+    sections = dict(ctx.sections) if ctx else {}
+    if ctx and ctx.plan:
+        sections["Plan"] = ctx.plan.as_markdown()
+    if gates:
+        sections["Approval"] = _gate_section(gates)
+    markdown = render_report(
+        f"Incident {alert.name} — {outcome.outcome}",
+        summary,
+        timeline,
+        ctx.commands if ctx else [],
+        sections,
     )
-    rule_gate = any(r.requires_approval for r in inv.routing if r.name == decision.rule)
-    plan = build_plan(svc, requires_approval=rule_gate)
-    inc.plan = plan
-    inc.timeline.add("planned", "; ".join(f"{a.host}: {a.command}" for a in plan.actions))
-    if dry_run:
-        return inc.finish("dry_run", decision, True, "plan only, nothing changed")
-    if before.healthy:
-        return inc.finish("healthy", decision, True, f"{target} is healthy; nothing to do")
-    if plan.requires_approval:
-        inc.timeline.add("gate opened", "waiting for the command center")
-        gate = request_approval(plan.as_markdown() + f"\n\nAlert: `{inc.alert.labels}`", inv)
-        inc.gate = gate
-        inc.timeline.add(
-            "gate closed",
-            f"{'approved' if gate.approved else 'rejected'} by "
-            f"{gate.approver} after {gate.wait_s:.1f}s",
-        )
-        if not gate.approved:
-            return inc.finish(
-                "rejected", decision, True, "the command center rejected the plan; nothing was run"
-            )
-    for res in apply_plan(plan, inv):
-        inc.commands.append(res.model_dump(mode="json"))
-        inc.timeline.add(
-            "command",
-            f"{res.host}: `{res.command}` → exit {res.exit_code} in {res.duration_s:.3f}s",
-        )
-    verify = verify_recovery(svc, inv)
-    inc.timeline.add(
-        "verified",
-        f"{'healthy' if verify.recovered else 'still unhealthy'} after "
-        f"{len(verify.attempts)} checks, {verify.waited_s:.1f}s",
+    message = redact(outcome.message)
+    path = publish_report(
+        markdown,
+        f"incident-{run_id}",
+        get_settings().reports_path,
+        description=f"{outcome.outcome}: {message}"[:500],
     )
-    if not verify.recovered:
-        logger.error("ESCALATE: %s did not recover; stopping (no further restarts)", target)
-        return inc.finish(
-            "not_recovered",
-            decision,
-            False,
-            f"{target} still unhealthy after restart; escalated to a human",
-        )
-    return inc.finish("recovered", decision, True, f"{target} recovered")
+    result = IncidentResult(
+        outcome=outcome.outcome,
+        route=decision,
+        plan=ctx.plan if ctx else None,
+        report_path=str(path),
+    )
+    if outcome.ok:
+        return Completed(message=message, data=result)
+    return Failed(name="Escalated", message=f"{outcome.outcome}: {message}", data=result)
 
 
 @flow(name="incident", flow_run_name=_run_name, retries=0)
@@ -153,29 +107,42 @@ def incident(alert: Alert, dry_run: bool = False) -> State:
         ...                                        "service": "web"}), dry_run=True)
     """
     logger = get_run_logger()
-    inc = _Incident(alert)
+    timeline = Timeline()
+    timeline.add("alert received", f"{alert.name} {alert.labels}", at=alert.received_at)
     decision = RouteDecision(routed=False, reason="not routed yet")
+    gates: list[GateResult] = []
+    ctx: IncidentContext | None = None
+
+    def approve(plan: Plan) -> GateResult:
+        gate = request_approval(plan.as_markdown() + f"\n\nAlert: `{alert.labels}`", inv)
+        gates.append(gate)
+        return gate
+
     try:
         inv = load_inventory(get_settings().inventory_path())
         decision = route(alert, inv)
-        inc.timeline.add("routed" if decision.routed else "unroutable", decision.reason)
-        if not decision.routed or decision.target is None:
+        timeline.add("routed" if decision.routed else "unroutable", decision.reason)
+        if not decision.routed or decision.plan is None:
             logger.error("ESCALATE: unroutable alert: %s", decision.reason)
-            return inc.finish("unroutable", decision, False, decision.reason)
-        logger.info("routed: %s", decision.reason)
-        if decision.plan is PlanName.software_crash and decision.target_kind == "service":
-            return _software_crash(inc, inv, decision.target, decision, dry_run)
-        return inc.finish(
-            "unsupported",
-            decision,
-            False,
-            f"plan {decision.plan} is not available yet for {decision.target}",
-        )
+            outcome = Outcome(outcome="unroutable", ok=False, message=decision.reason)
+        elif (handle := handler_for(decision.plan)) is None:
+            outcome = Outcome(
+                outcome="unsupported", ok=False, message=f"plan {decision.plan} is not available"
+            )
+        else:
+            logger.info("routed: %s", decision.reason)
+            ctx = IncidentContext(
+                alert=alert,
+                inv=inv,
+                decision=decision,
+                approve=approve,
+                dry_run=dry_run,
+                timeline=timeline,
+            )
+            outcome = handle(ctx)
     except (ContingencyError, InventoryError, KeyError) as exc:
         logger.error("ESCALATE: incident failed: %s", redact(str(exc)))
-        return inc.finish("failed", decision, False, f"{type(exc).__name__}: {exc}")
+        outcome = Outcome(outcome="failed", ok=False, message=f"{type(exc).__name__}: {exc}")
     finally:
         close_all(current_run_id())
-
-
-__all__ = ["incident", "IncidentResult", "CrashOutcome"]
+    return _report(alert, decision, timeline, ctx, gates, outcome)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from inventory.loader import load_inventory
 from inventory.models import Inventory, PlanName, Service
 from inventory.settings import get_settings
+from remediations.context import IncidentContext, Outcome
 from remediations.plan import Action, Plan
 from tasks.probes import ProbeResult, check_service, probe_health
 from tasks.ssh import CommandResult, run_ssh
@@ -73,6 +74,46 @@ def verify_recovery(service: Service, inv: Inventory) -> VerifyResult:
         delay = min(
             max(delay, 0.2) * policy.backoff, policy.max_interval_s, policy.deadline_s - elapsed
         )
+
+
+def handle(ctx: IncidentContext) -> Outcome:
+    """The software-crash plan inside an incident: probe, plan, gate, restart, verify."""
+    if ctx.decision.target_kind != "service":
+        return Outcome(
+            outcome="unsupported",
+            ok=False,
+            message=f"{ctx.target} is a host; the software-crash plan needs a service",
+        )
+    svc = ctx.inv.service(ctx.target)
+    before = probe_health(svc, ctx.inv)
+    ctx.event(
+        "probe", f"{svc.name}: {'healthy' if before.healthy else 'unhealthy'} ({before.detail})"
+    )
+    plan = build_plan(svc, requires_approval=ctx.rule_requires_approval())
+    ctx.plan = plan
+    ctx.event("planned", "; ".join(f"{a.host}: {a.command}" for a in plan.actions))
+    if ctx.dry_run:
+        return Outcome(outcome="dry_run", ok=True, message="plan only, nothing changed")
+    if before.healthy:
+        return Outcome(outcome="healthy", ok=True, message=f"{svc.name} is healthy; nothing to do")
+    stop = ctx.gate(plan)
+    if stop is not None:
+        return stop
+    ctx.record(apply_plan(plan, ctx.inv))
+    verify = verify_recovery(svc, ctx.inv)
+    ctx.event(
+        "verified",
+        f"{'healthy' if verify.recovered else 'still unhealthy'} after "
+        f"{len(verify.attempts)} checks, {verify.waited_s:.1f}s",
+    )
+    if not verify.recovered:
+        get_run_logger().error("ESCALATE: %s did not recover; no further restarts", svc.name)
+        return Outcome(
+            outcome="not_recovered",
+            ok=False,
+            message=f"{svc.name} still unhealthy after restart; escalated to a human",
+        )
+    return Outcome(outcome="recovered", ok=True, message=f"{svc.name} recovered")
 
 
 class CrashOutcome(BaseModel):

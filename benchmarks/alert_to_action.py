@@ -1,0 +1,123 @@
+"""Alert-to-action latency: from the webhook POST to the start of the first SSH command.
+
+Starts two embedded stacks with the lab, one after the other: one with Contingency's
+poll intervals (the default of ``contingency up``) and one with Prefect's defaults
+(10 s), crashes the lab's ``web`` service, posts an Alertmanager alert and reads the
+start time of the incident's first ``ssh`` task run from the Prefect API.
+
+    .venv/bin/python benchmarks/alert_to_action.py [--alerts 20] [--baseline-alerts 6]
+
+Prints p50/p95 for both and the ratio (default / fast). Targets: p50 ≤ 2.5 s, p95 ≤ 4 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from rich.console import Console
+
+from contingency.alerts import alertmanager_payload, post_alert
+from contingency.lab.launcher import crash_service
+from contingency.processes import free_port
+from contingency.stack import FAST_POLLING, down, up, webhook_token
+from contingency.waiting import wait_for_run
+from inventory.settings import Settings
+
+PREFECT_DEFAULTS = {
+    "PREFECT_WORKER_QUERY_SECONDS": "10",
+    "PREFECT_WORKER_PREFETCH_SECONDS": "10",
+    "PREFECT_RUNNER_POLL_FREQUENCY": "10",
+}
+
+
+def first_ssh_start(run_id: str) -> datetime:
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(run_id)]))
+        )
+    starts = [t.start_time for t in tasks if t.name.startswith("ssh") and t.start_time]
+    if not starts:
+        raise RuntimeError(f"run {run_id} ran no ssh task")
+    return min(starts)
+
+
+def measure(polling: dict[str, str], n: int, console: Console) -> list[float]:
+    state = Path(tempfile.mkdtemp(prefix="bench-a2a-"))
+    settings = Settings(state_dir=state)
+    ports = {"web": free_port(), "api": free_port(), "report": free_port()}
+    info = up(
+        settings,
+        lab=True,
+        api_port=0,
+        intake_port=0,
+        lab_ssh_port=free_port(),
+        lab_service_ports=ports,
+        polling=polling,
+        console=console,
+    )
+    token = webhook_token(settings)
+    samples = []
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: info.api_url}):
+            for i in range(n):
+                crash_service(settings, "web")
+                labels = {
+                    "alertname": "ServiceDown",
+                    "service": "web",
+                    "bench": str(i),
+                    "run": uuid.uuid4().hex[:8],
+                }
+                sent = datetime.now(UTC)
+                answer = post_alert(info.intake_url, token, alertmanager_payload(labels))
+                run_id = answer["incidents"][0]["flow_run_id"]
+                run = wait_for_run(run_id, timeout_s=120, poll_s=0.2)
+                if not (run.state and run.state.is_completed()):
+                    raise RuntimeError(f"incident {run_id} ended {run.state}")
+                latency = (first_ssh_start(run_id) - sent).total_seconds()
+                samples.append(latency)
+                console.print(f"  alert {i + 1}/{n}: {latency:.2f}s")
+                time.sleep(0.5)
+    finally:
+        down(settings)
+    return samples
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=20)
+    parser.add_argument("--baseline-alerts", type=int, default=6)
+    args = parser.parse_args()
+    console = Console(stderr=True)
+    console.print(f"contingency poll intervals {FAST_POLLING}")
+    fast = measure(FAST_POLLING, args.alerts, console)
+    console.print(f"Prefect default poll intervals {PREFECT_DEFAULTS}")
+    slow = measure(PREFECT_DEFAULTS, args.baseline_alerts, console)
+    f50, f95 = statistics.median(fast), pct(fast, 0.95)
+    s50, s95 = statistics.median(slow), pct(slow, 0.95)
+    print(
+        f"alert→first SSH command, contingency intervals ({len(fast)} alerts): "
+        f"p50 {f50:.2f}s p95 {f95:.2f}s (targets p50 ≤ 2.5s, p95 ≤ 4s)"
+    )
+    print(
+        f"alert→first SSH command, Prefect defaults ({len(slow)} alerts): "
+        f"p50 {s50:.2f}s p95 {s95:.2f}s"
+    )
+    print(f"ratio (default / contingency): p50 {s50 / f50:.1f}x, p95 {s95 / f95:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

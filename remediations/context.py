@@ -1,0 +1,84 @@
+"""What an incident hands to a remediation, and what the remediation hands back.
+
+A remediation's ``handle(ctx)`` gathers facts, builds a :class:`Plan`, asks
+``ctx.approve(plan)`` when the plan needs sign-off, applies, verifies and returns an
+:class:`Outcome`. The incident flow owns routing, the gate mechanics and the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from inventory.alert import Alert
+from inventory.models import Inventory
+from inventory.routing import RouteDecision
+from remediations.plan import Plan
+from tasks.report import Timeline
+from tasks.ssh_models import CommandResult
+
+
+class Outcome(BaseModel):
+    """``ok=False`` means a human must take over: the run ends ``Escalated``."""
+
+    outcome: str
+    ok: bool
+    message: str
+
+
+class GateDecision(Protocol):
+    approved: bool
+    approver: str | None
+    wait_s: float
+
+
+@dataclass
+class IncidentContext:
+    alert: Alert
+    inv: Inventory
+    decision: RouteDecision
+    approve: Callable[[Plan], GateDecision]
+    dry_run: bool = False
+    timeline: Timeline = field(default_factory=Timeline)
+    commands: list[dict[str, object]] = field(default_factory=list)
+    plan: Plan | None = None
+    sections: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        if self.decision.target is None:
+            raise ValueError("the incident has no target")
+        return self.decision.target
+
+    def event(self, kind: str, text: str) -> None:
+        self.timeline.add(kind, text)
+
+    def record(self, results: list[CommandResult]) -> None:
+        for res in results:
+            self.commands.append(res.model_dump(mode="json"))
+            self.event(
+                "command",
+                f"{res.host}: `{res.command}` → exit {res.exit_code} in {res.duration_s:.3f}s",
+            )
+
+    def rule_requires_approval(self) -> bool:
+        return any(r.requires_approval for r in self.inv.routing if r.name == self.decision.rule)
+
+    def gate(self, plan: Plan) -> Outcome | None:
+        """Ask for sign-off if the plan needs it; an Outcome means: stop here."""
+        if not plan.requires_approval:
+            return None
+        self.event("gate opened", "waiting for the command center")
+        gate = self.approve(plan)
+        verdict = "approved" if gate.approved else "not approved"
+        self.event("gate closed", f"{verdict} by {gate.approver} after {gate.wait_s:.1f}s")
+        if gate.approved:
+            return None
+        return Outcome(
+            outcome="rejected",
+            ok=True,
+            message="the command center did not approve the plan; nothing was run",
+        )
