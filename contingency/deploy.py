@@ -41,6 +41,7 @@ async def apply_deployments(
     path: Path | None = None,
     env: dict[str, str] | None = None,
     work_dir: Path | None = None,
+    command: str | None = None,
 ) -> list[str]:
     """Create or update every deployment; returns ``flow/deployment`` names.
 
@@ -71,7 +72,7 @@ async def apply_deployments(
                 work_pool_name=work_pool or pool.get("name"),
                 work_queue_name=pool.get("work_queue_name") or "default",
                 parameter_openapi_schema=flow.parameters.model_dump(mode="json"),
-                job_variables={"env": env or {}},
+                job_variables={"env": env or {}, **({"command": command} if command else {})},
                 concurrency_limit=spec.get("concurrency_limit"),
                 pull_steps=pull,
             )

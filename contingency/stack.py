@@ -22,7 +22,7 @@ from contingency.processes import free_port, http_ok, spawn, stop_all, wait_unti
 from inventory.settings import Settings
 
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
-STOP_ORDER = ["intake", "worker", "server"]
+STOP_ORDER = ["intake", "worker", "forkserver", "server"]
 # Poll intervals that decide alert-to-action latency (Prefect's defaults are 10 s).
 FAST_POLLING = {
     "PREFECT_WORKER_QUERY_SECONDS": "0.5",
@@ -152,8 +152,19 @@ def up(
         asyncio.run(ensure_work_pool(settings.work_pool))
         work_dir = settings.state_dir / "work"
         work_dir.mkdir(parents=True, exist_ok=True)
-        names = asyncio.run(apply_deployments(settings.work_pool, work_dir=work_dir))
+        names = asyncio.run(
+            apply_deployments(
+                settings.work_pool,
+                work_dir=work_dir,
+                command=f"{sys.executable} -m contingency.forkexec",
+            )
+        )
     console.print(f"deployments: {', '.join(names)}")
+    # A warm interpreter forks each flow run (see contingency/forkserver.py).
+    sock = run_dir / "forkserver.sock"
+    env["CONTINGENCY_FORKSERVER"] = str(sock)
+    spawn("forkserver", [sys.executable, "-m", "contingency.forkserver", str(sock)], env, run_dir)
+    wait_until(sock.exists, "fork server", 60, run_dir / "forkserver.log")
     spawn(
         "worker",
         [

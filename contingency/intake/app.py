@@ -42,6 +42,10 @@ def create_app(settings: Settings | None = None, starter: IncidentStarter | None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:  # warm the API client so the first alert is as fast as the rest
+            await starter.warm_up()
+        except Exception as exc:  # noqa: BLE001 - the server may come later; start anyway
+            log.warning("intake: Prefect API not ready yet (%s)", type(exc).__name__)
         yield
         await starter.close()
 

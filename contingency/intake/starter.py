@@ -35,6 +35,9 @@ class IncidentStarter:
                 self._deployment_id = dep.id
         return self._client, self._deployment_id
 
+    async def warm_up(self) -> None:
+        await self._ensure()
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.__aexit__(None, None, None)

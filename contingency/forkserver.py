@@ -1,0 +1,164 @@
+"""Fork server: a warm interpreter that forks one child per flow run.
+
+Started by ``contingency up`` beside the worker. It imports Prefect and the flow
+modules once, then waits on a unix socket (mode 0600) for ``contingency.forkexec``.
+Each request carries the launcher's stdio descriptors, environment and working
+directory; the server forks, the child takes them over and runs Prefect's engine
+exactly as ``python -m prefect.engine`` would. The server itself starts no threads,
+so forking is safe. If a launcher goes away (killed by the worker), its run is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import runpy
+import selectors
+import signal
+import socket
+import struct
+import sys
+import traceback
+from pathlib import Path
+
+PRELOAD = ["prefect.engine", "prefect.flow_engine", "flows.incident"]
+
+
+def _child(req: dict[str, object], fds: list[int]) -> None:
+    code = 1
+    try:
+        for i, fd in enumerate(fds):
+            os.dup2(fd, i)
+            os.close(fd)
+        os.chdir(str(req["cwd"]))
+        os.environ.clear()
+        os.environ.update({str(k): str(v) for k, v in dict(req["env"]).items()})  # type: ignore[call-overload]
+        sys.argv = ["prefect.engine", *[str(a) for a in req.get("argv") or []]]  # type: ignore[union-attr]
+        runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - report anything and exit non-zero
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+class ForkServer:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sel = selectors.DefaultSelector()
+        self.children: dict[int, socket.socket] = {}
+        self.by_conn: dict[socket.socket, int] = {}
+
+    def _read_request(self, conn: socket.socket) -> tuple[dict[str, object], list[int]]:
+        msg, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+        (size,) = struct.unpack("!I", msg[:4])
+        data = msg[4:]
+        while len(data) < size:
+            chunk = conn.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("launcher closed the request early")
+            data += chunk
+        return json.loads(data), list(fds)
+
+    def _accept(self, srv: socket.socket) -> None:
+        conn, _ = srv.accept()
+        try:
+            req, fds = self._read_request(conn)
+        except (OSError, ValueError, struct.error):
+            conn.close()
+            return
+        pid = os.fork()
+        if pid == 0:
+            self.sel.close()
+            srv.close()
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            conn.close()
+            _child(req, fds)
+        for fd in fds:
+            os.close(fd)
+        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        self.children[pid] = conn
+        self.by_conn[conn] = pid
+        self.sel.register(conn, selectors.EVENT_READ, "conn")
+
+    def _launcher_gone(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(1)
+        except OSError:
+            data = b""
+        if data:
+            return
+        self.sel.unregister(conn)
+        pid = self.by_conn.pop(conn, None)
+        if pid is not None and pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.children.pop(pid, None)
+            if conn is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            with contextlib.suppress(OSError):
+                conn.sendall(
+                    json.dumps({"exit": code if code >= 0 else 128 - code}).encode() + b"\n"
+                )
+            if self.by_conn.pop(conn, None) is not None:
+                self.sel.unregister(conn)
+            conn.close()
+
+    def serve(self) -> None:
+        from contingency.deploy import read_deployments
+
+        entrypoints = [str(d["entrypoint"]) for d in read_deployments()]
+        for module in [*PRELOAD, *(e.rsplit(".", 1)[0] for e in entrypoints if ":" not in e)]:
+            importlib.import_module(module)
+        self.path.unlink(missing_ok=True)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(str(self.path))
+        self.path.chmod(0o600)
+        srv.listen(64)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        os.set_blocking(wake_r, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        self.sel.register(srv, selectors.EVENT_READ, "accept")
+        self.sel.register(wake_r, selectors.EVENT_READ, "signal")
+        try:
+            while True:
+                for key, _ in self.sel.select():
+                    if key.data == "accept":
+                        self._accept(srv)
+                    elif key.data == "signal":
+                        os.read(wake_r, 4096)
+                        self._reap()
+                    else:
+                        self._launcher_gone(key.fileobj)  # type: ignore[arg-type]
+        finally:
+            self.path.unlink(missing_ok=True)
+
+
+def main() -> None:
+    ForkServer(Path(sys.argv[1])).serve()
+
+
+if __name__ == "__main__":
+    main()
