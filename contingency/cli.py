@@ -137,6 +137,96 @@ def alert_send(
         out.print(f"{ref['fingerprint']}: {ref['note']} {ref.get('flow_run_id') or ''}")
 
 
+def _api(state_dir: Path | None):  # type: ignore[no-untyped-def]
+    """Point this process at the running stack's Prefect API."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from contingency.stack import read_stack
+
+    return temporary_settings(updates={PREFECT_API_URL: read_stack(_settings(state_dir)).api_url})
+
+
+def _decide(
+    run_id: str, decision: str, name: str, code: str, comment: str, state_dir: Path | None
+) -> None:
+    from contingency.gates import decide
+
+    try:
+        with _api(state_dir):
+            decide(run_id, decision, name, code, comment)
+    except (RuntimeError, ValueError) as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    out.print(
+        f"{decision} submitted for {run_id}; the flow checks the approver and code "
+        "(see its log and report)"
+    )
+
+
+@app.command()
+def approve(
+    run_id: str,
+    name: Annotated[str, typer.Option("--as", help="your name in the inventory")],
+    code: Annotated[str, typer.Option(help="one-time code from the command-center channel")],
+    comment: Annotated[str, typer.Option(help="why")] = "",
+    state_dir: StateDir = None,
+) -> None:
+    """Approve the plan waiting at a gate."""
+    _decide(run_id, "approve", name, code, comment, state_dir)
+
+
+@app.command()
+def reject(
+    run_id: str,
+    name: Annotated[str, typer.Option("--as", help="your name in the inventory")],
+    code: Annotated[str, typer.Option(help="one-time code from the command-center channel")],
+    comment: Annotated[str, typer.Option(help="why")] = "",
+    state_dir: StateDir = None,
+) -> None:
+    """Reject the plan waiting at a gate: nothing runs."""
+    _decide(run_id, "reject", name, code, comment, state_dir)
+
+
+@app.command()
+def gates(state_dir: StateDir = None) -> None:
+    """List incidents waiting at a gate, with their age."""
+    from rich.table import Table
+
+    from contingency.gates import open_gates
+
+    with _api(state_dir):
+        rows = open_gates()
+    table = Table("flow run", "incident", "waiting", "expires (UTC)")
+    for g in rows:
+        table.add_row(
+            g.flow_run_id,
+            g.name,
+            f"{g.age_s / 60:.1f} min",
+            f"{g.expires_at:%H:%M:%S}" if g.expires_at else "—",
+        )
+    out.print(table if rows else "no open gates")
+
+
+@lab_app.command("inbox")
+def lab_inbox(
+    channel: Annotated[
+        str | None, typer.Option(help="cc, ops, support, security, users or info")
+    ] = None,
+    last: int = 10,
+    state_dir: StateDir = None,
+) -> None:
+    """Show the last notifications the lab's channels received (approval codes too)."""
+    from contingency.lab.inbox import read
+
+    rows = read(_settings(state_dir).lab_dir / "inbox.jsonl", f"/{channel}" if channel else None)[
+        -last:
+    ]
+    for r in rows:
+        out.print(f"[bold]{r.get('path')}[/] {r.get('title')}\n{r.get('message')}\n")
+    if not rows:
+        out.print("the inbox is empty")
+
+
 @lab_app.command("crash")
 def lab_crash(service: str, state_dir: StateDir = None) -> None:
     """Kill a lab service (SIGKILL), as a crash would."""

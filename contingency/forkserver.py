@@ -5,7 +5,8 @@ modules once, then waits on a unix socket (mode 0600) for ``contingency.forkexec
 Each request carries the launcher's stdio descriptors, environment and working
 directory; the server forks, the child takes them over and runs Prefect's engine
 exactly as ``python -m prefect.engine`` would. The server itself starts no threads,
-so forking is safe. If a launcher goes away (killed by the worker), its run is killed.
+so forking is safe. A run outlives its launcher, so restarting the worker does not
+kill runs waiting at a gate.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class ForkServer:
         self.sel.register(conn, selectors.EVENT_READ, "conn")
 
     def _launcher_gone(self, conn: socket.socket) -> None:
+        """The launcher exited (e.g. its worker was restarted). The run keeps going —
+        a gate may be waiting for hours — and reports its own state to the API;
+        cancellation still arrives as a signal forwarded while the launcher lives."""
         try:
             data = conn.recv(1)
         except OSError:
@@ -98,10 +102,7 @@ class ForkServer:
         if data:
             return
         self.sel.unregister(conn)
-        pid = self.by_conn.pop(conn, None)
-        if pid is not None and pid in self.children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        self.by_conn.pop(conn, None)
 
     def _reap(self) -> None:
         while True:

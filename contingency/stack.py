@@ -130,22 +130,17 @@ def up(
     api_port = settings.api_port if api_port is None else api_port
     intake_port = settings.intake_port if intake_port is None else intake_port
     api_port, intake_port = api_port or free_port(), intake_port or free_port()
-    env = stack_env(settings, api_port, database_url)
-    env.update(polling or {})
+    if database_url:
+        _secret_file(settings, "prefect-database-url", database_url)
+    env = _env(settings, api_port, database_url, polling)
+    argvs = _argvs(settings, api_port, intake_port, run_dir)
+    (run_dir).mkdir(parents=True, exist_ok=True)
+    (run_dir / "components.json").write_text(
+        json.dumps({"argv": argvs, "api_port": api_port, "polling": polling or {}}, indent=2)
+    )
     (settings.state_dir / "prefect").mkdir(parents=True, exist_ok=True)
     with console.status(f"starting the Prefect server on 127.0.0.1:{api_port}"):
-        spawn(
-            "server",
-            [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(api_port)],
-            env,
-            run_dir,
-        )
-        wait_until(
-            lambda: http_ok(f"{env['PREFECT_API_URL']}/health"),
-            "Prefect server",
-            120,
-            run_dir / "server.log",
-        )
+        _start(settings, "server", argvs, env, run_dir)
     with console.status("applying the work pool and deployments"), api_settings(env):
         from contingency.deploy import apply_deployments, ensure_work_pool
 
@@ -160,42 +155,8 @@ def up(
             )
         )
     console.print(f"deployments: {', '.join(names)}")
-    # A warm interpreter forks each flow run (see contingency/forkserver.py).
-    sock = run_dir / "forkserver.sock"
-    env["CONTINGENCY_FORKSERVER"] = str(sock)
-    spawn("forkserver", [sys.executable, "-m", "contingency.forkserver", str(sock)], env, run_dir)
-    wait_until(sock.exists, "fork server", 60, run_dir / "forkserver.log")
-    spawn(
-        "worker",
-        [
-            _bin("prefect"),
-            "worker",
-            "start",
-            "--pool",
-            settings.work_pool,
-            "--type",
-            "process",
-            "--name",
-            f"contingency-{os.getpid()}",
-        ],
-        env,
-        run_dir,
-    )
-    spawn(
-        "intake",
-        [
-            _bin("uvicorn"),
-            "--factory",
-            "contingency.intake.app:app_from_env",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(intake_port),
-            "--no-access-log",
-        ],
-        env,
-        run_dir,
-    )
+    for name in ("forkserver", "worker", "intake"):
+        _start(settings, name, argvs, env, run_dir)
     intake_url = f"http://127.0.0.1:{intake_port}"
     wait_until(lambda: http_ok(f"{intake_url}/healthz"), "alert intake", 60, run_dir / "intake.log")
     info = StackInfo(
@@ -209,6 +170,98 @@ def up(
     )
     (settings.state_dir / "stack.json").write_text(info.model_dump_json(indent=2))
     return info
+
+
+def _env(
+    settings: Settings, api_port: int, database_url: str | None, polling: dict[str, str] | None
+) -> dict[str, str]:
+    env = stack_env(settings, api_port, database_url)
+    env.update(polling or {})
+    # A warm interpreter forks each flow run (see contingency/forkserver.py).
+    env["CONTINGENCY_FORKSERVER"] = str(settings.state_dir / "run" / "forkserver.sock")
+    return env
+
+
+def _argvs(
+    settings: Settings, api_port: int, intake_port: int, run_dir: Path
+) -> dict[str, list[str]]:
+    return {
+        "server": [
+            _bin("prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(api_port),
+        ],
+        "forkserver": [
+            sys.executable,
+            "-m",
+            "contingency.forkserver",
+            str(run_dir / "forkserver.sock"),
+        ],
+        "worker": [
+            _bin("prefect"),
+            "worker",
+            "start",
+            "--pool",
+            settings.work_pool,
+            "--type",
+            "process",
+            "--name",
+            f"contingency-{settings.work_pool}",
+        ],
+        "intake": [
+            _bin("uvicorn"),
+            "--factory",
+            "contingency.intake.app:app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(intake_port),
+            "--no-access-log",
+        ],
+    }
+
+
+def _start(
+    settings: Settings, name: str, argvs: dict[str, list[str]], env: dict[str, str], run_dir: Path
+) -> None:
+    spawn(name, argvs[name], env, run_dir)
+    if name == "server":
+        wait_until(
+            lambda: http_ok(f"{env['PREFECT_API_URL']}/health"),
+            "Prefect server",
+            120,
+            run_dir / "server.log",
+        )
+    elif name == "forkserver":
+        wait_until(
+            Path(env["CONTINGENCY_FORKSERVER"]).exists,
+            "fork server",
+            60,
+            run_dir / "forkserver.log",
+        )
+
+
+def restart(settings: Settings, name: str) -> None:
+    """Stop one component of a running stack and start it again (used by the
+    resilience tests: a gate must survive a worker or server restart)."""
+    run_dir = settings.state_dir / "run"
+    info = read_stack(settings)
+    meta = json.loads((run_dir / "components.json").read_text())
+    db_file = settings.secrets_dir / "prefect-database-url"
+    database_url = db_file.read_text().strip() if db_file.exists() else None
+    settings = settings.model_copy(update={"inventory": Path(info.inventory)})
+    env = _env(settings, int(meta["api_port"]), database_url, meta.get("polling"))
+    pidfile = run_dir / f"{name}.pid"
+    if pidfile.exists():
+        from contingency.processes import stop_pid
+
+        stop_pid(int(pidfile.read_text().strip()))
+        pidfile.unlink(missing_ok=True)
+    _start(settings, name, meta["argv"], env, run_dir)
 
 
 def read_stack(settings: Settings) -> StackInfo:

@@ -6,6 +6,8 @@ command comes from the inventory. The plan itself lives in ``remediations/``.
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
@@ -21,6 +23,7 @@ from remediations.context import IncidentContext, Outcome
 from remediations.plan import Plan
 from tasks.approval import GateResult, request_approval
 from tasks.errors import ContingencyError
+from tasks.notify import Pager
 from tasks.report import Timeline, publish_report, render_report
 from tasks.ssh import close_all, current_run_id
 
@@ -39,16 +42,54 @@ def _run_name() -> str:
     return f"{labels.get('alertname', 'alert')}-{target}"[:80]
 
 
+def _ui_link() -> str:
+    from prefect.utilities.urls import url_for
+
+    return url_for("flow-run", obj_id=str(flow_run.id)) or "" if flow_run.id else ""
+
+
 def _gate_section(gates: list[GateResult]) -> str:
     lines = []
-    for gate in gates:
+    for i, gate in enumerate(gates, 1):
         lines += [
-            f"- {a.at.isoformat()} {a.approver}: {a.decision} "
-            f"({'accepted' if a.accepted else 'refused: ' + a.reason})"
+            f"### Gate {i}: {gate.status}",
+            "",
+            f"- opened {gate.opened_at:%Y-%m-%d %H:%M:%S} UTC, closed "
+            f"{gate.closed_at:%H:%M:%S} UTC, waited {gate.wait_s:.1f}s",
+            f"- approvers: {gate.approver or '—'}; comment: {gate.comment or '—'}",
+            "",
+            "| time (UTC) | who | decision | code valid | accepted |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {a.at:%H:%M:%S} | {a.approver} | {a.decision} | {a.code_valid} | "
+            f"{'yes' if a.accepted else 'no: ' + a.reason} |"
             for a in gate.attempts
         ]
-        lines.append(f"- waited {gate.wait_s:.1f}s; approved: {gate.approved}")
+        lines += [
+            "",
+            "<details><summary>What the approver was shown</summary>",
+            "",
+            gate.description,
+            "",
+            "</details>",
+            "",
+        ]
     return "\n".join(lines)
+
+
+def _gate_description(alert: Alert, plan: Plan, timeline: Timeline) -> str:
+    notes = "\n".join(f"- **{k}**: {v}" for k, v in sorted(alert.annotations.items()))
+    so_far = "\n".join(f"- {e.at:%H:%M:%S} {e.kind}: {e.text}" for e in timeline.events)
+    source = f"[source]({alert.generator_url})" if alert.generator_url else "no source link"
+    return (
+        f"## Sign-off: `{plan.plan}` on `{plan.target}`\n\n{plan.as_markdown()}\n\n"
+        f"**Risk:** {max((a.risk for a in plan.actions), default='low')}. "
+        "Enter your inventory name and the one-time code sent to the command-center "
+        "channel, then approve or reject.\n\n"
+        f"### Alert\n\n`{alert.labels}` ({alert.source}, {source})\n\n{notes}\n\n"
+        f"### Incident so far\n\n{so_far}\n"
+    )
 
 
 def _report(
@@ -58,6 +99,7 @@ def _report(
     ctx: IncidentContext | None,
     gates: list[GateResult],
     outcome: Outcome,
+    pager: Pager | None,
 ) -> State:
     timeline.add("outcome", f"{outcome.outcome}: {outcome.message}")
     run_id = str(flow_run.id or "local")
@@ -73,6 +115,8 @@ def _report(
         sections["Plan"] = ctx.plan.as_markdown()
     if gates:
         sections["Approval"] = _gate_section(gates)
+    if pager is not None:
+        sections["Notifications"] = pager.as_markdown()
     markdown = render_report(
         f"Incident {alert.name} — {outcome.outcome}",
         summary,
@@ -112,16 +156,44 @@ def incident(alert: Alert, dry_run: bool = False) -> State:
     decision = RouteDecision(routed=False, reason="not routed yet")
     gates: list[GateResult] = []
     ctx: IncidentContext | None = None
+    pager: Pager | None = None
+    started = time.monotonic()
 
     def approve(plan: Plan) -> GateResult:
-        gate = request_approval(plan.as_markdown() + f"\n\nAlert: `{alert.labels}`", inv)
+        assert pager is not None
+        pager.fields.update(plan=plan.plan.value, target=plan.target, summary=plan.reason)
+        gate = request_approval(
+            _gate_description(alert, plan, timeline),
+            inv,
+            policy=inv.gate_policy(plan.plan.value),
+            two_person=plan.destructive,
+            notify=lambda event, extra, code: pager.event(event, extra, code),
+        )
         gates.append(gate)
+        pager.event(
+            "gate_decided",
+            {"decision": gate.status, "approver": gate.approver or "—", "comment": gate.comment},
+        )
         return gate
 
     try:
         inv = load_inventory(get_settings().inventory_path())
         decision = route(alert, inv)
         timeline.add("routed" if decision.routed else "unroutable", decision.reason)
+        pager = Pager(
+            inv,
+            get_settings().language,
+            {
+                "alert": alert.name,
+                "severity": alert.labels.get("severity", "alert"),
+                "target": decision.target or "?",
+                "plan": decision.plan or "none",
+                "summary": alert.annotations.get("summary", decision.reason),
+                "link": _ui_link(),
+            },
+            drill=alert.labels.get("drill") == "true",
+        )
+        pager.event("incident_opened")
         if not decision.routed or decision.plan is None:
             logger.error("ESCALATE: unroutable alert: %s", decision.reason)
             outcome = Outcome(outcome="unroutable", ok=False, message=decision.reason)
@@ -145,4 +217,12 @@ def incident(alert: Alert, dry_run: bool = False) -> State:
         outcome = Outcome(outcome="failed", ok=False, message=f"{type(exc).__name__}: {exc}")
     finally:
         close_all(current_run_id())
-    return _report(alert, decision, timeline, ctx, gates, outcome)
+    if pager is not None:
+        elapsed = f"{time.monotonic() - started:.1f}s"
+        event = "finished" if outcome.ok else "escalation"
+        if outcome.outcome in ("failed", "not_approved"):
+            event = "failure"  # everyone hears that it failed or was never approved
+        pager.event(
+            event, {"outcome": outcome.outcome, "duration": elapsed, "summary": outcome.message}
+        )
+    return _report(alert, decision, timeline, ctx, gates, outcome, pager)

@@ -21,7 +21,17 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from inventory.models import Host, Inventory, Person, Role, RoleName, RoutingRule, Service
+from inventory.models import (
+    GatePolicy,
+    Host,
+    Inventory,
+    Person,
+    Role,
+    RoleName,
+    RoutingRule,
+    Service,
+)
+from inventory.network import HostFailover, Link
 
 YPath = tuple[str | int, ...]
 NAMED_SECTIONS: dict[str, type[BaseModel]] = {
@@ -29,6 +39,9 @@ NAMED_SECTIONS: dict[str, type[BaseModel]] = {
     "services": Service,
     "roles": Role,
     "people": Person,
+    "gate_policies": GatePolicy,
+    "links": Link,
+    "host_failover": HostFailover,
 }
 SECTIONS = (*NAMED_SECTIONS, "routing")
 
@@ -39,7 +52,7 @@ _SECRET_KEY_RE = re.compile(
     r"|credentials?)($|[_.-])",
     re.IGNORECASE,
 )
-_ALLOWED_SECRET_KEYS = frozenset({"key_secret"})
+_ALLOWED_SECRET_KEYS = frozenset({"key_secret", "auth_secret"})
 
 
 class Problem(BaseModel):
@@ -379,7 +392,9 @@ def _check_routing(c: _Collected) -> list[Problem]:
     for entry in c.routing:
         target, name = _raw_field(entry, "target"), _raw_field(entry, "name")
         if isinstance(target, str) and not (
-            target in c.named["services"] or target in c.named["hosts"]
+            target in c.named["services"]
+            or target in c.named["hosts"]
+            or target in c.named["links"]
         ):
             msg = f"unknown target {target!r} (not a service or host)"
             problems.append(entry.doc.problem((*entry.path, "target"), msg))

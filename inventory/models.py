@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from inventory.network import HostFailover, Link
+
 NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_RE)]
 
@@ -130,6 +132,8 @@ class Person(_Model):
     roles: list[RoleName] = Field(default_factory=list)
     notify: list[Name] = Field(default_factory=list)
     """Secret names of apprise URLs for this person."""
+    backup: bool = False
+    """A backup approver: paged when a gate has waited ``backup_after_s``."""
 
 
 class Role(_Model):
@@ -176,12 +180,29 @@ class RoutingRule(_Model):
         return v
 
 
+class GatePolicy(_Model):
+    """Sign-off policy of a plan: its timeout ladder, in seconds from when the gate
+    opened, and the two-person rule. Section ``gate_policies``, keyed by plan name
+    (or ``default``)."""
+
+    name: str = "default"
+    remind_after_s: float = Field(900, gt=0)
+    backup_after_s: float = Field(1800, gt=0)
+    abort_after_s: float = Field(3600, gt=0)
+    two_person: bool | None = None
+    """None: the plan decides (destructive plans need two approvers)."""
+    poll_s: float = Field(0.5, gt=0, le=10)
+
+
 class Inventory(_Model):
     hosts: dict[str, Host] = Field(default_factory=dict)
     services: dict[str, Service] = Field(default_factory=dict)
     roles: dict[str, Role] = Field(default_factory=dict)
     people: dict[str, Person] = Field(default_factory=dict)
     routing: list[RoutingRule] = Field(default_factory=list)
+    gate_policies: dict[str, GatePolicy] = Field(default_factory=dict)
+    links: dict[str, Link] = Field(default_factory=dict)
+    host_failover: dict[str, HostFailover] = Field(default_factory=dict)
 
     def host(self, name: str) -> Host:
         try:
@@ -194,6 +215,9 @@ class Inventory(_Model):
             return self.services[name]
         except KeyError:
             raise KeyError(f"unknown service {name!r}") from None
+
+    def gate_policy(self, plan: str) -> GatePolicy:
+        return self.gate_policies.get(plan) or self.gate_policies.get("default") or GatePolicy()
 
     def members(self, role: RoleName) -> list[Person]:
         return [p for p in self.people.values() if role in p.roles]

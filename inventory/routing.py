@@ -26,7 +26,7 @@ MAX_SHOWN = 80
 """Label values (and keys) longer than this are truncated in reasons."""
 MAX_LABELS_SHOWN = 20
 
-TargetKind = Literal["service", "host"]
+TargetKind = Literal["service", "host", "link"]
 
 
 class RouteDecision(BaseModel):
@@ -83,6 +83,8 @@ def _kind(name: str, inv: Inventory) -> TargetKind | None:
         return "service"
     if name in inv.hosts:
         return "host"
+    if name in inv.links:
+        return "link"
     return None
 
 

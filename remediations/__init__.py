@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 # plan → "module:function"; a plan not listed here is reported as unsupported.
 HANDLERS: dict[PlanName, str] = {
     PlanName.software_crash: "remediations.software_crash:handle",
+    PlanName.network_outage: "remediations.network_outage:handle",
+    PlanName.hardware_failure: "remediations.hardware_failure:handle",
 }
 
 

@@ -30,9 +30,32 @@ class Outcome(BaseModel):
 
 
 class GateDecision(Protocol):
-    approved: bool
-    approver: str | None
-    wait_s: float
+    @property
+    def status(self) -> str: ...
+    @property
+    def approved(self) -> bool: ...
+    @property
+    def approver(self) -> str | None: ...
+    @property
+    def wait_s(self) -> float: ...
+
+
+GATE_OUTCOMES = {
+    "rejected": Outcome(
+        outcome="rejected", ok=True, message="the command center rejected the plan; nothing was run"
+    ),
+    "expired": Outcome(
+        outcome="not_approved",
+        ok=False,
+        message="no decision before the gate timed out; nothing was run",
+    ),
+    "cleared": Outcome(
+        outcome="cleared",
+        ok=True,
+        message="the alert resolved while the gate waited; the incident "
+        "cleared on its own and nothing was run",
+    ),
+}
 
 
 @dataclass
@@ -73,12 +96,10 @@ class IncidentContext:
             return None
         self.event("gate opened", "waiting for the command center")
         gate = self.approve(plan)
-        verdict = "approved" if gate.approved else "not approved"
-        self.event("gate closed", f"{verdict} by {gate.approver} after {gate.wait_s:.1f}s")
+        by = f" by {gate.approver}" if gate.approver else ""
+        self.event("gate closed", f"{gate.status}{by} after {gate.wait_s:.1f}s")
         if gate.approved:
             return None
-        return Outcome(
-            outcome="rejected",
-            ok=True,
-            message="the command center did not approve the plan; nothing was run",
+        return GATE_OUTCOMES.get(gate.status) or Outcome(
+            outcome="not_approved", ok=False, message=f"gate ended {gate.status}; nothing was run"
         )

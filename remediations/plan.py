@@ -26,6 +26,8 @@ class Plan(BaseModel):
     target: str
     actions: list[Action] = Field(default_factory=list)
     requires_approval: bool = False
+    destructive: bool = False
+    """Destructive plans (restores, failovers, fencing) need two different approvers."""
     reason: str = ""
 
     @property
@@ -34,6 +36,11 @@ class Plan(BaseModel):
 
     def as_markdown(self) -> str:
         lines = [f"**Plan** `{self.plan}` on `{self.target}` — {self.reason}", ""]
+        lines += [
+            f"Hosts affected (blast radius): {len(self.hosts)} — {', '.join(self.hosts)}"
+            + ("; **destructive: two approvers needed**" if self.destructive else ""),
+            "",
+        ]
         lines += ["| # | host | command | risk | idempotent |", "|---|---|---|---|---|"]
         for i, a in enumerate(self.actions, 1):
             lines.append(f"| {i} | {a.host} | `{a.command}` | {a.risk} | {a.idempotent} |")

@@ -1,21 +1,39 @@
-"""Approval gate: the flow pauses; a command-center member approves or rejects in the UI."""
+"""Command-center sign-off: a typed form in the Prefect UI, one-time codes, escalation.
+
+The flow pauses with an :class:`ApprovalInput` form whose description shows exactly
+what will run. A decision counts only if the approver is a command-center member and
+the one-time code sent to the command-center channel matches; anything else is
+refused, logged with who tried, and the gate stays open. Destructive plans need two
+different approvers. Timeouts never approve: a watchdog reminds the approvers, then
+the backup approvers, then closes the gate as ``expired``; if the alert resolves while
+waiting the gate closes as ``cleared``. Nothing runs unless the result is approved.
+"""
 
 from __future__ import annotations
 
+import hmac
+import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
 from prefect import get_run_logger
-from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
-from inventory.models import Inventory, RoleName
+from inventory.models import GatePolicy, Inventory, RoleName
+from tasks.gate_wait import wait_for_input
+from tasks.gate_watch import GateWatch
+
+Decision = Literal["approve", "reject", "expired", "cleared"]
 
 
 class ApprovalInput(RunInput):
-    decision: Literal["approve", "reject"] = Field(description="approve or reject the plan")
+    decision: Decision = Field(
+        description="approve or reject (expired / cleared are set by the system)"
+    )
     approver: str = Field(description="your name in the inventory (command center)")
+    code: str = Field(description="the one-time code sent to the command-center channel")
     comment: str = Field("", description="why")
 
 
@@ -23,76 +41,139 @@ class GateAttempt(BaseModel):
     at: datetime
     approver: str
     decision: str
+    code_valid: bool
     accepted: bool
     reason: str = ""
 
 
 class GateResult(BaseModel):
-    approved: bool
-    approver: str | None = None
+    status: Literal["approved", "rejected", "expired", "cleared", "interrupted"]
+    approvers: list[str] = Field(default_factory=list)
     comment: str = ""
     opened_at: datetime
     closed_at: datetime
+    description: str = ""
     attempts: list[GateAttempt] = Field(default_factory=list)
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
+
+    @property
+    def approver(self) -> str | None:
+        return ", ".join(self.approvers) or None
 
     @property
     def wait_s(self) -> float:
         return (self.closed_at - self.opened_at).total_seconds()
 
 
+def new_code() -> str:
+    """A short one-time code (6 digits) for the command-center channel."""
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+Notifier = Callable[[str, dict[str, str], str | None], None]
+"""(event, fields, code or None) → sends; must never raise."""
+
+
 def request_approval(
     description: str,
     inv: Inventory,
-    timeout_s: int = 3600,
-    poll_interval_s: float = 1.0,
-    max_attempts: int = 10,
+    policy: GatePolicy | None = None,
+    notify: Notifier | None = None,
+    two_person: bool = False,
 ) -> GateResult:
-    """Pause the flow run until a command-center member decides.
-
-    Decisions from anyone not in the command center are refused and the gate stays open.
-    A timeout never approves: Prefect raises ``FlowPauseTimeout`` and the run fails.
-    """
+    """Wait for the command center's decision; see the module docstring."""
     logger = get_run_logger()
+    policy = policy or GatePolicy()
     allowed = {p.name for p in inv.members(RoleName.command_center)}
     opened = datetime.now(UTC)
     attempts: list[GateAttempt] = []
+    approvers: list[str] = []
+    send = notify or (lambda *_: None)
+    code, nonce = new_code(), secrets.token_hex(16)
+    send("gate_opened", {}, code)
     note = ""
-    for _ in range(max_attempts):
-        form = ApprovalInput.with_initial_data(description=note + description, decision="approve")
-        answer = pause_flow_run(
-            wait_for_input=form, timeout=timeout_s, poll_interval=poll_interval_s
-        )
-        now = datetime.now(UTC)
-        if answer.approver not in allowed:
-            reason = f"{answer.approver!r} is not a command-center member"
+    with GateWatch(policy, nonce, lambda ev, code_: send(ev, {}, code_), lambda: code) as watch:
+        for n in range(1000):
+            form = ApprovalInput.with_initial_data(
+                description=note + description, decision="approve"
+            )
+            remaining = max(policy.abort_after_s - watch.elapsed(), 1)
+            answer = wait_for_input(form, f"gate-{n}-{nonce[:6]}", remaining, policy.poll_s)
+            now = datetime.now(UTC)
+            system = hmac.compare_digest(answer.code.encode(), nonce.encode())
+            if answer.decision in ("expired", "cleared") and system:
+                logger.warning("gate closed: %s", answer.decision)
+                return GateResult(
+                    status=answer.decision,
+                    approvers=approvers,
+                    comment=answer.comment,
+                    opened_at=opened,
+                    closed_at=now,
+                    description=description,
+                    attempts=attempts,
+                )
+            who = answer.approver.strip()[:64]
+            valid = hmac.compare_digest(answer.code.strip().encode(), code.encode())
+            reason = ""
+            if who not in allowed:
+                reason = f"{who!r} is not a command-center member"
+            elif not valid:
+                reason = "wrong or used approval code"
+            elif answer.decision not in ("approve", "reject"):
+                reason = f"{answer.decision!r} is set by the system only"
+            elif answer.decision == "approve" and who in approvers:
+                reason = f"{who} already approved; a second, different approver is needed"
             attempts.append(
                 GateAttempt(
                     at=now,
-                    approver=answer.approver[:64],
+                    approver=who,
                     decision=answer.decision,
-                    accepted=False,
+                    code_valid=valid,
+                    accepted=not reason,
                     reason=reason,
                 )
             )
-            logger.warning("gate: refused decision by %s: %s", answer.approver[:64], reason)
-            note = f"> **Refused:** {reason}. Allowed: {', '.join(sorted(allowed))}\n\n"
-            continue
-        attempts.append(
-            GateAttempt(at=now, approver=answer.approver, decision=answer.decision, accepted=True)
-        )
-        logger.info("gate: %s by %s", answer.decision, answer.approver)
-        return GateResult(
-            approved=answer.decision == "approve",
-            approver=answer.approver,
-            comment=answer.comment,
-            opened_at=opened,
-            closed_at=now,
-            attempts=attempts,
-        )
-    return GateResult(
-        approved=False,
-        opened_at=opened,
-        closed_at=datetime.now(UTC),
-        attempts=attempts,
-        comment="too many refused decisions",
-    )
+            if reason:
+                logger.warning("gate: refused %s by %s: %s", answer.decision, who, reason)
+                note = f"> **Refused** ({now:%H:%M:%S} UTC): {reason}.\n\n"
+                continue
+            logger.info("gate: %s by %s", answer.decision, who)
+            if answer.decision == "reject":
+                return GateResult(
+                    status="rejected",
+                    approvers=[who],
+                    comment=answer.comment,
+                    opened_at=opened,
+                    closed_at=now,
+                    description=description,
+                    attempts=attempts,
+                )
+            approvers.append(who)
+            if (policy.two_person or two_person) and len(approvers) < 2:
+                code = new_code()  # one-time: the second approver gets a fresh code
+                send(
+                    "gate_opened",
+                    {
+                        "summary": f"Approved by {who}; a second approver is "
+                        "needed (two-person rule)."
+                    },
+                    code,
+                )
+                note = f"> Approved by **{who}**. A second, different approver is needed.\n\n"
+                continue
+            return GateResult(
+                status="approved",
+                approvers=approvers,
+                comment=answer.comment,
+                opened_at=opened,
+                closed_at=now,
+                description=description,
+                attempts=attempts,
+            )
+    raise RuntimeError("gate: too many attempts")
+
+
+__all__ = ["ApprovalInput", "GateAttempt", "GatePolicy", "GateResult", "request_approval"]

@@ -7,9 +7,17 @@ from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import DeploymentFlowRunCreate
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import StateType
 
 from contingency.intake.schemas import IncidentRef
 from inventory.alert import Alert
+from tasks.gate_watch import RESOLVED_TAG
 
 
 class IncidentStarter:
@@ -45,11 +53,7 @@ class IncidentStarter:
 
     async def start(self, alert: Alert) -> IncidentRef:
         if alert.status == "resolved":
-            return IncidentRef(
-                fingerprint=alert.fingerprint,
-                status="resolved",
-                note="resolved: no incident started",
-            )
+            return await self.mark_resolved(alert)
         client, deployment_id = await self._ensure()
         body = DeploymentFlowRunCreate(
             parameters={"alert": alert.model_dump(mode="json")},
@@ -70,4 +74,23 @@ class IncidentStarter:
             flow_run_id=str(run_id),
             deduplicated=dedup,
             note="already running" if dedup else "incident started",
+        )
+
+    async def mark_resolved(self, alert: Alert) -> IncidentRef:
+        """Tag the alert's open incidents ``alert-resolved``: a waiting gate then closes
+        as "cleared" and nothing runs. Starts no incident."""
+        client, _ = await self._ensure()
+        open_types = [StateType.PAUSED, StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[f"fingerprint:{alert.fingerprint}"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=open_types)),
+            )
+        )
+        for run in runs:
+            await client.update_flow_run(run.id, tags=[*run.tags, RESOLVED_TAG])
+        return IncidentRef(
+            fingerprint=alert.fingerprint,
+            status="resolved",
+            note=f"resolved: {len(runs)} open incident(s) marked, none started",
         )

@@ -121,6 +121,7 @@ def start_lab(
                 raise RuntimeError(
                     f"lab service {svc} on {name} failed to start: {res.stdout}{res.stderr}"
                 )
+    start_inbox(settings)
     inv_dir = settings.lab_dir / "inventory"
     inv_dir.mkdir(parents=True, exist_ok=True)
     header = "# Rendered by `contingency up --lab` from inventory/examples/lab; edit that.\n"
@@ -173,3 +174,33 @@ def crash_service(settings: Settings, service: str) -> int:
     if res.returncode != 0:
         raise RuntimeError(f"could not kill {service}: {res.stdout}{res.stderr}")
     return pid
+
+
+LAB_CHANNELS = {
+    "cc-channel": "cc",
+    "ops-channel": "ops",
+    "support-channel": "support",
+    "security-channel": "security",
+    "users-channel": "users",
+    "info-channel": "info",
+}
+
+
+def start_inbox(settings: Settings) -> int:
+    """Start the lab's notification inbox and point the lab's channel secrets at it."""
+    from contingency.processes import free_port, spawn
+
+    port = free_port()
+    run_dir = settings.lab_dir / "run"
+    out = settings.lab_dir / "inbox.jsonl"
+    spawn(
+        "inbox",
+        [sys.executable, "-m", "contingency.lab.inbox", str(out), "127.0.0.1", str(port)],
+        dict(os.environ),
+        run_dir,
+    )
+    for secret, path in LAB_CHANNELS.items():
+        target = settings.secrets_dir / secret
+        target.write_text(f"json://127.0.0.1:{port}/{path}")
+        target.chmod(0o600)
+    return port

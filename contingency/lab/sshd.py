@@ -91,11 +91,14 @@ class SshdServer:
         authorized_keys: list[str] | None = None,
         env: dict[str, str] | None = None,
         sshd: Path = SSHD,
+        netns: str | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).absolute()
         self.address = address
-        self._auto_port = port is None
-        self.port = port if port is not None else free_port(address)
+        self.netns = netns
+        """Run inside this network namespace (``ip netns exec``); the port defaults to 22."""
+        self._auto_port = port is None and netns is None
+        self.port = port if port is not None else 22 if netns else free_port(address)
         self.authorized_keys = list(authorized_keys or [])
         self.env = dict(env or {})
         self.sshd = sshd
@@ -185,8 +188,9 @@ class SshdServer:
         self.config_path.write_text(self._config_text())
         with self.log_path.open("ab") as log:
             self._log_start = log.tell()
+            prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
             self._proc = subprocess.Popen(
-                [str(self.sshd), "-D", "-e", "-f", str(self.config_path)],
+                [*prefix, str(self.sshd), "-D", "-e", "-f", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,78 @@
+"""Open gates and decisions from the command line (the same form as the Prefect UI)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.objects import StateType
+from pydantic import BaseModel
+
+
+class OpenGate(BaseModel):
+    flow_run_id: str
+    name: str
+    opened_at: datetime
+    age_s: float
+    expires_at: datetime | None = None
+
+
+def open_gates() -> list[OpenGate]:
+    """Incident runs waiting at a gate (state Paused), oldest first."""
+    now = datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=["incident"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+            )
+        )
+    gates = []
+    for run in runs:
+        state = run.state
+        opened = state.timestamp if state and state.timestamp else now
+        expires = state.state_details.pause_timeout if state else None
+        gates.append(
+            OpenGate(
+                flow_run_id=str(run.id),
+                name=run.name,
+                opened_at=opened,
+                age_s=(now - opened).total_seconds(),
+                expires_at=expires,
+            )
+        )
+    return sorted(gates, key=lambda g: g.opened_at)
+
+
+def decide(run_id: str, decision: str, approver: str, code: str, comment: str = "") -> str:
+    """Submit a decision to a waiting gate; returns the server's verdict."""
+    if decision not in ("approve", "reject"):
+        raise ValueError("decision must be approve or reject")
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+        if run.state is None or not run.state.is_paused():
+            raise RuntimeError(
+                f"flow run {run_id} is not waiting at a gate "
+                f"(state {run.state.name if run.state else 'unknown'})"
+            )
+        result = client.resume_flow_run(
+            UUID(run_id),
+            run_input={
+                "decision": decision,
+                "approver": approver,
+                "code": code,
+                "comment": comment,
+            },
+        )
+    status = getattr(result.status, "value", str(result.status))
+    if status != "ACCEPT":
+        details = getattr(result.details, "reason", "") or ""
+        raise RuntimeError(f"the server refused the decision: {status} {details}".strip())
+    return status

@@ -1,0 +1,162 @@
+"""Approval gates on a real Prefect server: codes, roles, two-person rule, timeouts,
+rejection and "alert cleared" — each gate runs in a real flow run that pauses."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+
+from inventory.models import GatePolicy, Inventory, Person, RoleName
+from tasks.approval import GateResult, request_approval
+from tasks.gate_watch import RESOLVED_TAG
+from tests.fixtures_stack import Stack, wait_for
+
+INV = Inventory(people={
+    "ann": Person(name="ann", roles=[RoleName.command_center]),
+    "bob": Person(name="bob", roles=[RoleName.command_center], backup=True),
+    "eve": Person(name="eve", roles=[RoleName.operations]),
+})
+
+
+class Gate:
+    """Runs ``request_approval`` in a real flow run in a thread; records notifications."""
+
+    def __init__(self, policy: GatePolicy, two_person: bool = False) -> None:
+        self.events: list[tuple[str, str | None]] = []
+        self.result: GateResult | None = None
+        self.error: BaseException | None = None
+        self.run_id: uuid.UUID | None = None
+        name = f"gate-test-{uuid.uuid4().hex[:6]}"
+
+        @flow(name=name)
+        def gate_flow() -> None:
+            from prefect.runtime import flow_run
+
+            self.run_id = uuid.UUID(flow_run.id)
+            self.result = request_approval(
+                "test plan", INV, policy=policy, two_person=two_person,
+                notify=lambda ev, extra, code: self.events.append((ev, code)))
+
+        ctx = contextvars.copy_context()  # carries the stack's API settings
+
+        def target() -> None:
+            try:
+                ctx.run(gate_flow)
+            except BaseException as exc:  # noqa: BLE001
+                self.error = exc
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+
+    @property
+    def code(self) -> str:
+        codes = [c for ev, c in self.events if ev == "gate_opened" and c]
+        return codes[-1]
+
+    def paused(self) -> bool:
+        if self.run_id is None:
+            return False
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(self.run_id).state
+        return bool(state and state.is_paused())
+
+    def wait_paused(self) -> None:
+        wait_for(self.paused, timeout_s=30, what="gate paused")
+
+    def submit(self, **run_input: Any) -> None:
+        self.wait_paused()
+        with get_client(sync_client=True) as client:
+            client.resume_flow_run(self.run_id, run_input={"comment": "", **run_input})
+
+    def finish(self, timeout_s: float = 30) -> GateResult:
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "gate flow did not finish"
+        assert self.error is None, self.error
+        assert self.result is not None
+        return self.result
+
+
+FAST = GatePolicy(remind_after_s=600, backup_after_s=700, abort_after_s=800, poll_s=0.3)
+
+
+@pytest.mark.usefixtures("lab_stack")
+def test_wrong_code_and_non_member_are_refused_and_the_gate_stays_open() -> None:
+    gate = Gate(FAST)
+    gate.wait_paused()
+    gate.submit(decision="approve", approver="ann", code="000000")
+    time.sleep(1.5)
+    assert gate.paused(), "a wrong code must leave the gate open"
+    gate.submit(decision="approve", approver="eve", code=gate.code)
+    time.sleep(1.5)
+    assert gate.paused(), "a non-member must leave the gate open"
+    gate.submit(decision="approve", approver="ann", code=gate.code)
+    result = gate.finish()
+    assert result.approved and result.approvers == ["ann"]
+    assert [(a.approver, a.code_valid, a.accepted) for a in result.attempts] == [
+        ("ann", False, False), ("eve", True, False), ("ann", True, True)]
+
+
+@pytest.mark.usefixtures("lab_stack")
+def test_rejection() -> None:
+    gate = Gate(FAST)
+    gate.wait_paused()
+    gate.submit(decision="reject", approver="bob", code=gate.code, comment="not now")
+    result = gate.finish()
+    assert result.status == "rejected" and not result.approved and result.comment == "not now"
+
+
+@pytest.mark.usefixtures("lab_stack")
+def test_two_person_rule_needs_two_different_approvers_and_fresh_codes() -> None:
+    gate = Gate(FAST, two_person=True)
+    gate.wait_paused()
+    first = gate.code
+    gate.submit(decision="approve", approver="ann", code=first)
+    wait_for(lambda: gate.code != first and gate.paused(), timeout_s=15, what="second code")
+    gate.submit(decision="approve", approver="ann", code=gate.code)
+    time.sleep(1.5)
+    assert gate.paused(), "the same person twice is not two people"
+    gate.submit(decision="approve", approver="bob", code=first)
+    time.sleep(1.5)
+    assert gate.paused(), "a used code is refused"
+    gate.submit(decision="approve", approver="bob", code=gate.code)
+    result = gate.finish()
+    assert result.approved and result.approvers == ["ann", "bob"]
+
+
+@pytest.mark.usefixtures("lab_stack")
+def test_timeout_climbs_the_ladder_and_never_approves() -> None:
+    policy = GatePolicy(remind_after_s=1, backup_after_s=2, abort_after_s=4, poll_s=0.3)
+    gate = Gate(policy)
+    result = gate.finish(timeout_s=40)
+    assert result.status == "expired" and not result.approved
+    assert [ev for ev, _ in gate.events] == ["gate_opened", "gate_reminder", "gate_backup"]
+    assert result.wait_s >= 4
+
+
+@pytest.mark.usefixtures("lab_stack")
+def test_system_decisions_need_the_gate_nonce() -> None:
+    gate = Gate(FAST)
+    gate.wait_paused()
+    gate.submit(decision="expired", approver="system", code=gate.code)
+    time.sleep(1.5)
+    assert gate.paused(), "a person cannot expire a gate"
+    gate.submit(decision="reject", approver="ann", code=gate.code)
+    assert gate.finish().status == "rejected"
+
+
+@pytest.mark.usefixtures("lab_stack")
+def test_alert_resolved_while_waiting_clears_the_gate() -> None:
+    gate = Gate(FAST)
+    gate.wait_paused()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(gate.run_id)
+        client.update_flow_run(gate.run_id, tags=[*run.tags, RESOLVED_TAG])
+    result = gate.finish()
+    assert result.status == "cleared" and not result.approved

@@ -1,0 +1,115 @@
+"""Notifications delivered over real HTTP (apprise json:// → a local receiver)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contingency.lab.inbox import read, serve
+from inventory.models import Inventory, Person, Role, RoleName
+from inventory.secrets import register_secret_value
+from tasks.notify import Pager, send
+
+R = RoleName
+
+
+@pytest.fixture
+def inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Inventory]]:
+    out = tmp_path / "inbox.jsonl"
+    server = serve(out, "127.0.0.1", 0)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    roles = {}
+    for role, path in [(R.command_center, "cc"), (R.operations, "ops"),
+                       (R.tech_support, "support"), (R.user_service, "users"),
+                       (R.information_management, "info"), (R.security_monitoring, "sec")]:
+        roles[role.value] = Role(name=role, notify=[f"{path}-channel"])
+        monkeypatch.setenv(f"CONTINGENCY_SECRET_{path.upper()}_CHANNEL",
+                           f"json://127.0.0.1:{port}/{path}")
+    people = {"ann": Person(name="ann", roles=[R.command_center]),
+              "bob": Person(name="bob", roles=[R.command_center], backup=True,
+                            notify=["bob-im"])}
+    monkeypatch.setenv("CONTINGENCY_SECRET_BOB_IM", f"json://127.0.0.1:{port}/bob")
+    try:
+        yield out, Inventory(roles=roles, people=people)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+FIELDS = {"alert": "ServiceDown", "target": "web", "plan": "software_crash",
+          "summary": "web is down", "link": "http://ui/run/1"}
+
+
+def test_gate_code_goes_to_the_command_center_only(inbox: tuple[Path, Inventory]) -> None:
+    out, inv = inbox
+    pager = Pager(inv, "en", FIELDS)
+    pager.event("gate_opened", code="123456")
+    deliveries = pager.flush()
+    assert {d.role for d in deliveries} == {"command_center", "operations"}
+    assert all(d.ok for d in deliveries)
+    cc = read(out, "/cc")
+    ops = read(out, "/ops")
+    assert len(cc) == 1 and "123456" in cc[0]["message"]
+    assert len(ops) == 1 and "123456" not in ops[0]["message"]
+    assert "Sign-off needed" in cc[0]["title"] and "http://ui/run/1" in ops[0]["message"]
+
+
+def test_finished_reaches_every_acting_and_informing_role(inbox: tuple[Path, Inventory]) -> None:
+    out, inv = inbox
+    send("finished", inv, {**FIELDS, "outcome": "recovered", "duration": "3.1s"})
+    paths = {r["path"] for r in read(out)}
+    assert paths == {"/cc", "/ops", "/support", "/users", "/info", "/bob"}
+    assert "/sec" not in paths
+
+
+def test_language_zh(inbox: tuple[Path, Inventory]) -> None:
+    out, inv = inbox
+    send("incident_opened", inv, FIELDS, lang="zh", roles=[R.operations])
+    (msg,) = read(out, "/ops")
+    assert msg["title"].startswith("【") and "事件已立案" in msg["title"]
+    assert "预案 software_crash" in msg["message"]
+
+
+def test_backup_approvers_get_the_second_reminder(inbox: tuple[Path, Inventory]) -> None:
+    out, inv = inbox
+    pager = Pager(inv, "en", FIELDS)
+    pager.event("gate_backup", code="654321")
+    pager.flush()
+    bob = read(out, "/bob")
+    assert len(bob) == 1 and "654321" in bob[0]["message"]
+    assert "Reminder" in bob[0]["title"]
+
+
+def test_failed_channel_is_reported_not_raised(inbox: tuple[Path, Inventory],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    out, inv = inbox
+    monkeypatch.setenv("CONTINGENCY_SECRET_OPS_CHANNEL", "json://127.0.0.1:9/nowhere")
+    monkeypatch.delenv("CONTINGENCY_SECRET_SUPPORT_CHANNEL")
+    deliveries = send("escalation", inv, FIELDS)
+    by_role = {d.role: d for d in deliveries}
+    assert by_role["command_center"].ok
+    assert not by_role["operations"].ok and by_role["operations"].error
+    assert not by_role["tech_support"].ok and "not set" in by_role["tech_support"].error
+    assert "127.0.0.1:9" not in by_role["operations"].error  # the URL is a secret
+
+
+def test_secrets_are_redacted_from_messages(inbox: tuple[Path, Inventory]) -> None:
+    out, inv = inbox
+    register_secret_value("hunter2-very-secret-token")
+    send("failure", inv, {**FIELDS, "summary": "auth with hunter2-very-secret-token failed"},
+         roles=[R.operations])
+    (msg,) = read(out, "/ops")
+    assert "hunter2-very-secret-token" not in msg["message"] and "***" in msg["message"]
+
+
+def test_report_lists_deliveries(inbox: tuple[Path, Inventory]) -> None:
+    _, inv = inbox
+    pager = Pager(inv, "en", FIELDS, drill=True)
+    pager.event("incident_opened")
+    table = pager.as_markdown()
+    assert "incident_opened" in table and "cc-channel" in table and "| yes |" in table
