@@ -5,11 +5,14 @@ server (``contingency.forkserver``), which forks an interpreter that has already
 imported Prefect and the flows — so a flow run starts in milliseconds instead of
 paying ~1.5 s of imports. Signals are forwarded to the forked run and its exit code
 is this process's exit code, so the worker's cancellation and crash detection work
-unchanged. Without a fork server it execs ``python -m prefect.engine`` as usual.
+unchanged — except that a signal from a worker that is merely shutting down (the run
+is not being cancelled) detaches instead, so a restart of the worker never kills a run
+waiting at a gate. Without a fork server it execs ``python -m prefect.engine``.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -17,12 +20,33 @@ import signal
 import socket
 import struct
 import sys
+import urllib.request
 
 ENV = "CONTINGENCY_FORKSERVER"
 
 
 def _fallback() -> None:
     os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *sys.argv[1:]])  # noqa: S606
+
+
+def _cancelling() -> bool:
+    """Is this run being cancelled? Asked of the API; when in doubt, say yes (Prefect's
+    own behaviour: a signal from the worker stops the run)."""
+    api = os.environ.get("PREFECT_API_URL", "").rstrip("/")
+    run_id = os.environ.get("PREFECT__FLOW_RUN_ID", "")
+    if not api.startswith(("http://", "https://")) or not run_id:
+        return True
+    headers = {"Accept": "application/json"}
+    if auth := os.environ.get("PREFECT_API_AUTH_STRING"):
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    url = f"{api}/flow_runs/{run_id}"
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) only
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - our API
+            state = json.load(resp).get("state") or {}
+    except (OSError, ValueError):
+        return True
+    return state.get("type") in ("CANCELLING", "CANCELLED")
 
 
 def main() -> int:
@@ -46,6 +70,10 @@ def main() -> int:
     pid = int(json.loads(hello)["pid"])
 
     def forward(signum: int, _frame: object) -> None:
+        if not _cancelling():
+            # The worker is shutting down or restarting, not cancelling this run: the
+            # run (perhaps waiting at a gate for hours) carries on without us.
+            os._exit(0)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
 

@@ -27,15 +27,30 @@ from pathlib import Path
 PRELOAD = ["prefect.engine", "prefect.flow_engine", "flows.incident"]
 
 
-def _child(req: dict[str, object], fds: list[int]) -> None:
+def _child(req: dict[str, object], fds: list[int], log_dir: Path) -> None:
     code = 1
     try:
-        for i, fd in enumerate(fds):
-            os.dup2(fd, i)
+        # Output goes to a per-run file, not to the launcher's pipes: the run must
+        # outlive its launcher, and a write to a dead pipe would kill it (rich exits on
+        # BrokenPipeError). Prefect's logs reach the API either way.
+        run_id = str(dict(req["env"]).get("PREFECT__FLOW_RUN_ID", "unknown"))  # type: ignore[call-overload]
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_fd = os.open(
+            log_dir / f"{run_id[:64]}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        )
+        null_fd = os.open(os.devnull, os.O_RDONLY)
+        for target, fd in ((0, null_fd), (1, log_fd), (2, log_fd)):
+            os.dup2(fd, target)
+        for fd in (*fds, log_fd, null_fd):
             os.close(fd)
         os.chdir(str(req["cwd"]))
         os.environ.clear()
-        os.environ.update({str(k): str(v) for k, v in dict(req["env"]).items()})  # type: ignore[call-overload]
+        env = {str(k): str(v) for k, v in dict(req["env"]).items()}
+        # The worker's control channel would tie the run's life to the worker process;
+        # cancellation still arrives as SIGTERM through the launcher (see forkexec).
+        for key in ("PREFECT__CONTROL_PORT", "PREFECT__CONTROL_TOKEN"):
+            env.pop(key, None)
+        os.environ.update(env)  # type: ignore[call-overload]
         sys.argv = ["prefect.engine", *[str(a) for a in req.get("argv") or []]]  # type: ignore[union-attr]
         runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
         code = 0
@@ -83,7 +98,7 @@ class ForkServer:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             conn.close()
-            _child(req, fds)
+            _child(req, fds, self.path.parent / "flows")
         for fd in fds:
             os.close(fd)
         conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")

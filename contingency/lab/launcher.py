@@ -132,6 +132,10 @@ def start_lab(
     )
     for extra in ("people.yaml", "routing.yaml"):
         shutil.copyfile(EXAMPLE / extra, inv_dir / extra)
+    from contingency.lab.netlab_launch import start_netlabs
+
+    for note in start_netlabs(settings, inv_dir, pub, KEY_SECRET):
+        print(f"lab: {note}", file=sys.stderr)
     return inv_dir
 
 
@@ -145,6 +149,9 @@ def stop_lab(settings: Settings) -> list[str]:
     for pidfile in sorted((settings.lab_dir / "hosts").glob("*/run/*.pid")):
         _stop_pidfile(pidfile)
         stopped.append(f"{pidfile.parent.parent.name}/{pidfile.stem}")
+    from contingency.lab.netlab_launch import stop_netlabs
+
+    stopped += stop_netlabs(settings)
     return stopped
 
 

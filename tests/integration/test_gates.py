@@ -16,7 +16,7 @@ from prefect.client.orchestration import get_client
 from inventory.models import GatePolicy, Inventory, Person, RoleName
 from tasks.approval import GateResult, request_approval
 from tasks.gate_watch import RESOLVED_TAG
-from tests.fixtures_stack import Stack, wait_for
+from tests.fixtures_stack import wait_for
 
 INV = Inventory(people={
     "ann": Person(name="ann", roles=[RoleName.command_center]),
