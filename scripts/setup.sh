@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+# network and hardware labs (network namespaces): ip, ping and arping
+command -v ip >/dev/null || need+=(iproute2)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v arping >/dev/null || need+=(iputils-arping)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -42,24 +42,25 @@ class LinkProbe(BaseModel):
 
 
 def ping_command(link: Link, bind: bool = True) -> str:
-    """One probe round as a shell command (pure). ``bind=False`` follows the default route.
+    """One probe round as a shell command (pure): the targets are pinged in parallel.
+    ``bind=False`` follows the default route instead of the link's interface.
 
     >>> ping_command(link)  # doctest: +SKIP
-    "ping -n -q -c 2 -W 1 -I up1 203.0.113.1 >/dev/null 2>&1; echo probe 203.0.113.1 $?"
+    "(ping -n -q -i 0.2 -c 2 -W 1 -I up1 203.0.113.1 >/dev/null 2>&1; echo probe ... $?) & wait"
     """
     p = link.policy
     iface = f" -I {shlex.quote(link.interface)}" if bind else ""
     parts = [
-        f"ping -n -q -c {p.ping_count} -W {p.ping_timeout_s}{iface} {shlex.quote(t)}"
-        f" >/dev/null 2>&1; echo probe {shlex.quote(t)} $?"
+        f"(ping -n -q -i 0.2 -c {p.ping_count} -W {p.ping_timeout_s}{iface} {shlex.quote(t)}"
+        f" >/dev/null 2>&1; echo probe {shlex.quote(t)} $?) &"
         for t in link.probe_targets
     ]
-    return "; ".join(parts)
+    return " ".join([*parts, "wait"])
 
 
 def _round_timeout(link: Link) -> float:
     p = link.policy
-    return len(link.probe_targets) * (p.ping_count * (p.ping_timeout_s + 1)) + 5.0
+    return p.ping_count * 0.2 + p.ping_timeout_s + 10.0
 
 
 def _run(link: Link, inv: Inventory, command: str, timeout: float) -> tuple[str, str]:

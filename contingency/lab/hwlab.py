@@ -12,11 +12,16 @@ The service ``portal`` runs on hw-a and answers at the VIP; hw-b is its standby:
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 from pathlib import Path
 from typing import Any
 
 from contingency.lab.netlab import _Lab, labctl_in, prepare_host_dir
-from contingency.lab.netns import Topology
+from contingency.lab.netns import Topology, sh
+from contingency.lab.sshd import SSHD
 
 SERVICE, PORT = "portal", 8080
 ANY = "0.0.0.0"  # noqa: S104 - inside the host's namespace, so it answers at the VIP
@@ -77,12 +82,39 @@ class HardwareLab(_Lab):
 
     def kill_host(self, host: str = "hw-a") -> None:
         """The host "dies": its sshd and its service stop (its switch port stays up)."""
-        self.servers[1 + list(HOSTS).index(host)].stop()
+        ns = self.topo.ns(HOSTS[host][0])
+        for pid in sh("ip", "netns", "pids", ns, check=False).split():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sshd:"):
+                    os.kill(int(pid), signal.SIGTERM)
         self._labctl(host, "stop")
 
     def revive_host(self, host: str = "hw-a") -> None:
-        self.servers[1 + list(HOSTS).index(host)].start()
+        """Start the host's sshd (from its config in the lab directory) and service."""
+        role = HOSTS[host][0]
+        config = self.base / role / "sshd" / "sshd_config"
+        self.topo.run(role, str(SSHD), "-f", str(config))  # daemonizes
         self._labctl(host, "start")
+
+    def reset(self) -> None:
+        """Back to the start: hw-a up with the VIP and the service, hw-b idle."""
+        self.topo.run("sw", "ip", "link", "set", "pa", "up")
+        self._labctl("hw-b", "stop")
+        cidr = f"{self.vip}/{self.prefix}"
+        self.topo.run("hwb", "ip", "addr", "del", cidr, "dev", "eth0", check=False)
+        if not self._answers(self.addresses["hw-a"], 22):
+            self.revive_host("hw-a")
+        self._labctl("hw-a", "start")
+        self.topo.run("hwa", "ip", "addr", "replace", cidr, "dev", "eth0")
+        self.topo.run("hwa", "arping", "-q", "-U", "-c", "2", "-I", "eth0", self.vip, check=False)
+
+    @staticmethod
+    def _answers(address: str, port: int) -> bool:
+        try:
+            socket.create_connection((address, port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def vip_holders(self) -> list[str]:
         """Inventory names of the hosts that have the VIP configured right now."""

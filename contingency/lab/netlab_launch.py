@@ -46,7 +46,7 @@ def start_netlabs(settings: Settings, inv_dir: Path, pub: str, key_secret: str) 
             (inv_dir / name).unlink(missing_ok=True)
         return [f"skipped the network and hardware labs: {why}"]
     stop_netlabs(settings)
-    base, user = settings.lab_dir / "netns", getpass.getuser()
+    base, user = _base(settings), getpass.getuser()
     made: list[Topology] = []
     try:
         net = NetworkLab.create(base / "net", pub)
@@ -54,14 +54,22 @@ def start_netlabs(settings: Settings, inv_dir: Path, pub: str, key_secret: str) 
         _render("network.yaml", inv_dir, net.inventory(key_secret, user))
         hw = HardwareLab.create(base / "hw", pub)
         made.append(hw.topo)
+        extra = {"vip": hw.vip, "addresses": hw.addresses}
         _render("hardware.yaml", inv_dir, hw.inventory(key_secret, user))
     finally:
-        _state(settings).write_text(json.dumps([_dump(t) for t in made], indent=2))
+        records = [_dump(t) for t in made]
+        if len(records) == 2:
+            records[1].update(extra)
+        _state(settings).write_text(json.dumps(records, indent=2))
     names = ", ".join(net.topo.namespaces.values())
     return [
         f"network lab: router {net.router_address} (namespaces {names})",
         f"hardware lab: portal at http://{hw.vip}:8080/ on hw-a, standby hw-b",
     ]
+
+
+def _base(settings: Settings) -> Path:
+    return settings.lab_dir / "netns"
 
 
 def _dump(topo: Topology) -> dict[str, Any]:
@@ -89,3 +97,14 @@ def running_network_lab(settings: Settings) -> NetworkLab:
         if "router" in rec["namespaces"]:
             return NetworkLab(Topology(namespaces=dict(rec["namespaces"])))
     raise LookupError(f"no network lab recorded in {path} (is `contingency up --lab` root?)")
+
+
+def running_hardware_lab(settings: Settings) -> HardwareLab:
+    """The hardware lab that `start_netlabs` recorded (to inject faults and reset)."""
+    path = _state(settings)
+    for rec in json.loads(path.read_text()) if path.exists() else []:
+        if "sw" in rec["namespaces"]:
+            lab = HardwareLab(Topology(namespaces=dict(rec["namespaces"])), _base(settings) / "hw")
+            lab.vip, lab.addresses = rec["vip"], dict(rec["addresses"])
+            return lab
+    raise LookupError(f"no hardware lab recorded in {path} (is `contingency up --lab` root?)")

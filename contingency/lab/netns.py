@@ -83,13 +83,17 @@ class Topology:
         """A veth pair from namespace role ``a`` (or ``"root"``) to role ``b``."""
         tmp_a, tmp_b = f"{PREFIX}{secrets.token_hex(4)}", f"{PREFIX}{secrets.token_hex(4)}"
         sh("ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b)
-        for tmp, role, name in ((tmp_a, a, a_if), (tmp_b, b, b_if)):
-            if role == "root":
-                sh("ip", "link", "set", tmp, "name", name)
-                self.root_links.append(name)
-            else:
-                sh("ip", "link", "set", tmp, "netns", self.ns(role))
-                self.run(role, "ip", "link", "set", tmp, "name", name)
+        try:
+            for tmp, role, name in ((tmp_a, a, a_if), (tmp_b, b, b_if)):
+                if role == "root":
+                    sh("ip", "link", "set", tmp, "name", name)
+                    self.root_links.append(name)
+                else:
+                    sh("ip", "link", "set", tmp, "netns", self.ns(role))
+                    self.run(role, "ip", "link", "set", tmp, "name", name)
+        except RuntimeError:
+            sh("ip", "link", "del", tmp_a, check=False)  # either end takes the pair along
+            raise
 
     def addr(self, role: str, ifname: str, cidr: str) -> None:
         run = sh if role == "root" else (lambda *a: self.run(role, *a))
