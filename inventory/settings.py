@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,7 +33,8 @@ class Settings(BaseSettings):
     ssh_connect_timeout: float = 10.0
     ssh_command_timeout: float = 120.0
     report_dir: Path | None = None
-    language: str = "en"
+    language: Literal["en", "zh"] = "en"
+    """Language of notifications (zh or en)."""
 
     @property
     def secrets_dir(self) -> Path:
