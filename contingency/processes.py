@@ -56,30 +56,42 @@ def alive(pid: int) -> bool:
         return True
 
 
-def stop_pid(pid: int, grace_s: float = 10.0) -> None:
-    """SIGTERM the process group, wait, then SIGKILL what is left."""
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if os.getpgid(pid) == pid:  # a group leader: take its children too
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def stop_pids(pids: list[int], grace_s: float = 8.0) -> None:
+    """SIGTERM every process (group) at once, wait, then SIGKILL what is left."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            if os.getpgid(pid) == pid:  # a group leader: take its children too
-                os.killpg(pid, sig)
-            else:
-                os.kill(pid, sig)
-        except ProcessLookupError:
-            return
+        for pid in pids:
+            _signal(pid, sig)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
-            if not alive(pid):
+            pids = [p for p in pids if alive(p)]
+            if not pids:
                 return
             time.sleep(0.1)
+
+
+def stop_pid(pid: int, grace_s: float = 8.0) -> None:
+    """SIGTERM the process (group), wait, then SIGKILL what is left."""
+    stop_pids([pid], grace_s)
 
 
 def stop_all(run_dir: Path, order: list[str]) -> list[str]:
     """Stop every recorded process, the ones named in ``order`` first; return names."""
     pidfiles = {p.stem: p for p in run_dir.glob("*.pid")} if run_dir.exists() else {}
     names = [n for n in order if n in pidfiles] + sorted(set(pidfiles) - set(order))
+    pids = []
     for name in names:
-        with contextlib.suppress(ValueError):
-            stop_pid(int(pidfiles[name].read_text().strip()))
+        with contextlib.suppress(ValueError, OSError):
+            pids.append(int(pidfiles[name].read_text().strip()))
+    stop_pids(pids)
+    for name in names:
         pidfiles[name].unlink(missing_ok=True)
     return names
 

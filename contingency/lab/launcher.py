@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from contingency.lab.sshd import SshdServer, generate_client_key
-from contingency.processes import alive, stop_pid
+from contingency.processes import alive
 from inventory.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "inventory" / "examples" / "lab"
@@ -141,28 +141,31 @@ def start_lab(
 
 def stop_lab(settings: Settings) -> list[str]:
     """Stop the lab's sshd servers and every lab service; return what was stopped."""
-    stopped = []
     run_dir = settings.lab_dir / "run"
-    for pidfile in sorted(run_dir.glob("*.pid")) if run_dir.exists() else []:
-        _stop_pidfile(pidfile)
-        stopped.append(pidfile.stem)
-    for pidfile in sorted((settings.lab_dir / "hosts").glob("*/run/*.pid")):
-        _stop_pidfile(pidfile)
-        stopped.append(f"{pidfile.parent.parent.name}/{pidfile.stem}")
+    pidfiles = sorted(run_dir.glob("*.pid")) if run_dir.exists() else []
+    services = sorted((settings.lab_dir / "hosts").glob("*/run/*.pid"))
+    stopped = [p.stem for p in pidfiles] + [f"{p.parent.parent.name}/{p.stem}" for p in services]
+    _stop_pidfiles([*pidfiles, *services])
     from contingency.lab.netlab_launch import stop_netlabs
 
     stopped += stop_netlabs(settings)
     return stopped
 
 
-def _stop_pidfile(pidfile: Path) -> None:
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        pid = 0
-    if pid and alive(pid):
-        stop_pid(pid, grace_s=5)
-    pidfile.unlink(missing_ok=True)
+def _stop_pidfiles(pidfiles: list[Path]) -> None:
+    from contingency.processes import stop_pids
+
+    pids = []
+    for pidfile in pidfiles:
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if alive(pid):
+            pids.append(pid)
+    stop_pids(pids, grace_s=5)
+    for pidfile in pidfiles:
+        pidfile.unlink(missing_ok=True)
 
 
 def service_host(settings: Settings, service: str) -> str:
