@@ -22,13 +22,12 @@ from pathlib import Path
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
 from contingency.alerts import alertmanager_payload, post_alert
 from contingency.lab.launcher import crash_service
 from contingency.processes import free_port
-from contingency.stack import FAST_POLLING, down, up, webhook_token
+from contingency.stack import FAST_POLLING, down, stack_client, up, webhook_token
 from contingency.waiting import wait_for_run
 from inventory.settings import Settings
 
@@ -67,7 +66,7 @@ def measure(polling: dict[str, str], n: int, console: Console) -> list[float]:
     token = webhook_token(settings)
     samples = []
     try:
-        with temporary_settings(updates={PREFECT_API_URL: info.api_url}):
+        with stack_client(settings):
             for i in range(n):
                 crash_service(settings, "web")
                 labels = {

@@ -22,7 +22,6 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
 
 from benchmarks.alert_to_action import first_ssh_start
@@ -31,7 +30,7 @@ from contingency.gates import decide, open_gates
 from contingency.lab.inbox import read
 from contingency.lab.launcher import crash_service
 from contingency.processes import free_port
-from contingency.stack import StackInfo, down, up, webhook_token
+from contingency.stack import StackInfo, down, stack_client, up, webhook_token
 from contingency.waiting import wait_for_run
 from inventory.settings import Settings
 
@@ -55,8 +54,9 @@ def one(settings: Settings, info: StackInfo) -> float:
 
     def code() -> str | None:
         for msg in read(inbox, "/cc"):
-            if run_id in msg.get("message", "") and (m := re.search(r"code: (\d{6})",
-                                                                     msg["message"])):
+            if run_id in msg.get("message", "") and (
+                m := re.search(r"code: (\d{6})", msg["message"])
+            ):
                 return m.group(1)
         return None
 
@@ -69,8 +69,9 @@ def one(settings: Settings, info: StackInfo) -> float:
     return (first_ssh_start(run_id) - decided).total_seconds()
 
 
-def measure(settings: Settings, info: StackInfo, n: int, poll_s: float,
-            console: Console) -> list[float]:
+def measure(
+    settings: Settings, info: StackInfo, n: int, poll_s: float, console: Console
+) -> list[float]:
     policy = Path(info.inventory) / "gates.yaml"
     policy.write_text(f"gate_policies:\n  default: {{poll_s: {poll_s}}}\n")
     out = []
@@ -88,19 +89,30 @@ def main() -> None:
     console = Console(stderr=True)
     settings = Settings(state_dir=Path(tempfile.mkdtemp(prefix="bench-gate-")))
     ports = {"web": free_port(), "api": free_port(), "report": free_port()}
-    info = up(settings, lab=True, api_port=0, intake_port=0, lab_ssh_port=free_port(),
-              lab_service_ports=ports, console=console)
+    info = up(
+        settings,
+        lab=True,
+        api_port=0,
+        intake_port=0,
+        lab_ssh_port=free_port(),
+        lab_service_ports=ports,
+        console=console,
+    )
     try:
-        with temporary_settings(updates={PREFECT_API_URL: info.api_url}):
+        with stack_client(settings):
             fast = measure(settings, info, args.decisions, 0.5, console)
             slow = measure(settings, info, args.baseline, 10, console)
     finally:
         down(settings)
     f50, s50 = statistics.median(fast), statistics.median(slow)
-    print(f"decision→resumed flow (first command after the gate), contingency gate "
-          f"({len(fast)} decisions): p50 {f50:.2f}s max {max(fast):.2f}s (target ≤ 1.5s)")
-    print(f"same with Prefect's default 10 s pause poll ({len(slow)} decisions): "
-          f"p50 {s50:.2f}s max {max(slow):.2f}s")
+    print(
+        f"decision→resumed flow (first command after the gate), contingency gate "
+        f"({len(fast)} decisions): p50 {f50:.2f}s max {max(fast):.2f}s (target ≤ 1.5s)"
+    )
+    print(
+        f"same with Prefect's default 10 s pause poll ({len(slow)} decisions): "
+        f"p50 {s50:.2f}s max {max(slow):.2f}s"
+    )
     print(f"ratio (default / contingency): p50 {s50 / f50:.1f}x")
 
 

@@ -86,7 +86,8 @@ def up(
         if lab_service_ports
         else None,
     )
-    out.print(f"Prefect UI:   {info.ui_url}")
+    out.print(f"Prefect UI:   {info.ui_url} (log in with the auth string in "
+              f"{info.state_dir}/secrets/prefect-auth-string)")
     out.print(f"Prefect API:  {info.api_url}")
     out.print(
         f"Alert intake: {info.intake_url}/webhook/alertmanager "
@@ -139,11 +140,9 @@ def alert_send(
 
 def _api(state_dir: Path | None):  # type: ignore[no-untyped-def]
     """Point this process at the running stack's Prefect API."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from contingency.stack import stack_client
 
-    from contingency.stack import read_stack
-
-    return temporary_settings(updates={PREFECT_API_URL: read_stack(_settings(state_dir)).api_url})
+    return stack_client(_settings(state_dir))
 
 
 def _decide(

@@ -8,7 +8,7 @@ from rich.markdown import Markdown
 
 from contingency.alerts import alertmanager_payload, post_alert
 from contingency.lab.launcher import crash_service
-from contingency.stack import down, up, webhook_token
+from contingency.stack import down, stack_client, up, webhook_token
 from contingency.waiting import wait_for_run
 from inventory.loader import load_inventory
 from inventory.settings import Settings
@@ -36,11 +36,9 @@ def run_demo(settings: Settings, console: Console, keep_up: bool = True) -> bool
     run_id = answer["incidents"][0]["flow_run_id"]
     console.print(f"[bold]3.[/] alert sent; incident flow run {run_id}")
     console.print(f"    watch it: {info.ui_url}/runs/flow-run/{run_id}")
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     with (
         console.status("waiting for the incident to finish"),
-        temporary_settings(updates={PREFECT_API_URL: info.api_url}),
+        stack_client(settings),
     ):
         run = wait_for_run(run_id, timeout_s=180)
     new_pid = _pid_of(url)

@@ -113,5 +113,7 @@ def wait_until(
     raise StartupError(f"{what} did not become ready within {timeout_s:.0f}s{tail}")
 
 
-def http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
-    return requests.get(url, timeout=2, headers=headers or {}).ok
+def http_ok(url: str, auth: str | None = None) -> bool:
+    """GET ``url``; ``auth`` is a Prefect auth string ``user:password`` (basic auth)."""
+    basic = tuple(auth.split(":", 1)) if auth and ":" in auth else None
+    return requests.get(url, timeout=2, auth=basic).ok  # type: ignore[arg-type]

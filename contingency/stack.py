@@ -50,6 +50,19 @@ def _secret_file(settings: Settings, name: str, make: str) -> str:
     return path.read_text().strip()
 
 
+def auth_string(settings: Settings) -> str:
+    """The Prefect API auth string of this state dir's stack (generated once)."""
+    return _secret_file(settings, "prefect-auth-string", f"admin:{secrets.token_urlsafe(24)}")
+
+
+def stack_client(settings: Settings) -> AbstractContextManager[object]:
+    """Point this process's Prefect client at the running stack (URL and auth)."""
+    info = read_stack(settings)
+    return api_settings(
+        {"PREFECT_API_URL": info.api_url, "PREFECT_API_AUTH_STRING": auth_string(settings)}
+    )
+
+
 def webhook_token(settings: Settings) -> str:
     if settings.webhook_token is not None:
         return settings.webhook_token.get_secret_value()
@@ -74,6 +87,10 @@ def stack_env(settings: Settings, api_port: int, database_url: str | None) -> di
             "PREFECT_SERVER_API_PORT": str(api_port),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": db,
+            # The open-source server has no users: anyone reaching the API could resume a
+            # gate. Require an auth string (the UI asks for it once per browser).
+            "PREFECT_SERVER_API_AUTH_STRING": auth_string(settings),
+            "PREFECT_API_AUTH_STRING": auth_string(settings),
             "PREFECT_SERVER_ENCRYPTION_KEY": _secret_file(
                 settings, "prefect-encryption-key", Fernet.generate_key().decode()
             ),
@@ -231,7 +248,9 @@ def _start(
     spawn(name, argvs[name], env, run_dir)
     if name == "server":
         wait_until(
-            lambda: http_ok(f"{env['PREFECT_API_URL']}/health"),
+            lambda: http_ok(
+                f"{env['PREFECT_API_URL']}/health", auth=env["PREFECT_API_AUTH_STRING"]
+            ),
             "Prefect server",
             120,
             run_dir / "server.log",

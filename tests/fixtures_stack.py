@@ -33,6 +33,11 @@ class Stack:
     inventory: Path
 
     @property
+    def auth(self) -> str:
+        """The Prefect API auth string (``user:password``) the UI asks for."""
+        return (self.state_dir / "secrets" / "prefect-auth-string").read_text().strip()
+
+    @property
     def settings(self) -> Settings:
         return Settings(state_dir=self.state_dir, inventory=self.inventory)
 
@@ -97,10 +102,10 @@ def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         CONTINGENCY_STATE_DIR=str(state_dir),
         CONTINGENCY_INVENTORY=str(stack.inventory),
     )
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from contingency.stack import stack_client
 
     try:
-        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        with stack_client(stack.settings):
             yield stack
     finally:
         for k, v in saved.items():

@@ -39,9 +39,9 @@ def pg_stack(tmp_path: Path) -> Iterator[Stack]:
     try:
         stack = start_stack(tmp_path / "state", database_url=f"{base}/{db}")
         os.environ["PREFECT_API_URL"] = stack.api_url
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from contingency.stack import stack_client
 
-        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+        with stack_client(stack.settings):
             yield stack
     finally:
         if saved is None:

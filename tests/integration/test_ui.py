@@ -20,8 +20,15 @@ from tests.integration.test_incident_gates import (
 )
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +42,36 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def page(browser: Browser, lab_stack: Stack) -> Iterator[Page]:
+    """A logged-in page: the embedded stack's API requires its auth string."""
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     try:
-        yield context.new_page()
+        page = context.new_page()
+        page.goto(f"{lab_stack.ui_url}/login")
+        page.locator("input[type=password]").fill(lab_stack.auth)
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_url(lambda url: not url.endswith("/login"), timeout=15_000)
+        yield page
     finally:
         context.close()
 
 
-def _submit(page: Page, stack: Stack, run_id: str, approver: str, code: str,
-            decision: str = "approve", comment: str = "") -> None:
+def test_ui_refuses_a_wrong_auth_string(browser: Browser, lab_stack: Stack) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{lab_stack.ui_url}/login")
+        page.locator("input[type=password]").fill("admin:wrong")
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_timeout(2000)
+        assert page.url.endswith("/login")
+    finally:
+        context.close()
+
+
+def _fill_and_submit(
+    page: Page, stack: Stack, run_id: str, approver: str, code: str, decision: str, comment: str
+) -> bool:
     page.goto(f"{stack.ui_url}/runs/flow-run/{run_id}")
     page.get_by_role("button", name="Resume").click()
     dialog = page.get_by_role("dialog")
@@ -60,7 +87,29 @@ def _submit(page: Page, stack: Stack, run_id: str, approver: str, code: str,
     fields.nth(1).fill(code)
     fields.nth(2).fill(comment)
     dialog.get_by_role("button", name="Submit").click()
-    dialog.wait_for(state="hidden", timeout=30_000)
+    try:
+        dialog.wait_for(state="hidden", timeout=15_000)
+    except Exception:  # noqa: BLE001 - reported by the caller
+        page.screenshot(path="/tmp/ui-submit-failure.png")
+        return False
+    return True
+
+
+def _submit(
+    page: Page,
+    stack: Stack,
+    run_id: str,
+    approver: str,
+    code: str,
+    decision: str = "approve",
+    comment: str = "",
+) -> None:
+    """Resume → fill the form → Submit, as a person would. One reload-and-retry: the UI
+    can load the form while the flow is between two pauses (after a refused decision)."""
+    for _ in range(2):
+        if _fill_and_submit(page, stack, run_id, approver, code, decision, comment):
+            return
+    raise AssertionError("the resume form did not close (see /tmp/ui-submit-failure.png)")
 
 
 @pytest.mark.usefixtures("report_down")
