@@ -355,7 +355,29 @@ def _has(data: Any, part: str | int) -> bool:
 
 
 def _cross_check(c: _Collected) -> list[Problem]:
-    return [*_check_service_hosts(c), *_check_person_roles(c), *_check_routing(c)]
+    return [
+        *_check_service_hosts(c),
+        *_check_person_roles(c),
+        *_check_routing(c),
+        *_check_network_hosts(c),
+    ]
+
+
+def _check_network_hosts(c: _Collected) -> list[Problem]:
+    """Links name their router, failover entries their host, standby and fencing host."""
+    problems = []
+    refs = [("links", "router"), ("host_failover", "standby"), ("host_failover", "fence.host")]
+    for section, ref in refs:
+        for name, entry in c.named[section].items():
+            value: Any = entry.raw
+            for key in ref.split("."):
+                value = value.get(key) if isinstance(value, dict) else None
+            if section == "host_failover" and ref == "standby" and name not in c.named["hosts"]:
+                problems.append(entry.doc.problem(entry.path, f"unknown host {name!r}"))
+            if isinstance(value, str) and value not in c.named["hosts"]:
+                msg = f"unknown host {value!r} (not under hosts)"
+                problems.append(entry.doc.problem((*entry.path, *ref.split(".")), msg))
+    return problems
 
 
 def _raw_field(entry: _Entry, key: str) -> Any:

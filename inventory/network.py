@@ -90,7 +90,10 @@ class Link(_Model):
     driver: LinkDriver = LinuxRouteDriver()
     policy: LinkPolicy = LinkPolicy()
 
-    _gw = field_validator("gateway")(classmethod(lambda cls, v: _ip(v)))
+    @field_validator("gateway")
+    @classmethod
+    def _gateway(cls, v: str) -> str:
+        return _ip(v)
 
     @field_validator("probe_targets")
     @classmethod
@@ -106,14 +109,7 @@ class CommandFence(_Model):
     command: str = Field(min_length=1)
 
 
-class LinkFence(_Model):
-    """Fence by taking a link out of service through its driver."""
-
-    kind: Literal["link"] = "link"
-    link: Name
-
-
-Fence = Annotated[CommandFence | LinkFence, Field(discriminator="kind")]
+Fence = Annotated[CommandFence, Field(discriminator="kind")]
 
 
 class VipAddress(_Model):
@@ -127,7 +123,10 @@ class VipAddress(_Model):
     """Send gratuitous ARP (``arping -U``) from the new holder."""
     sudo: bool = False
 
-    _addr = field_validator("address")(classmethod(lambda cls, v: _ip(v)))
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        return _ip(v)
 
 
 class DnsAddress(_Model):

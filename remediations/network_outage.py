@@ -6,8 +6,9 @@ targets along it) → revert if verification fails → notify. ``failback`` wait
 the primary has passed traffic for ``failback_after_s``, then does the same through
 its own gate. ``dry_run`` stops after the plan::
 
-    outcome = handle(ctx)                 # ctx.target names the primary link
-    outcome = failback(ctx, "uplink-a")   # later, when the primary is back
+    outcome = handle(ctx)   # ctx.target names the primary link; fails over, or, when the
+                            # route is already on the backup and the primary is back, fails back
+    outcome = failback(ctx, "uplink-a")   # the same failback, called directly
 """
 
 from __future__ import annotations
@@ -70,11 +71,13 @@ def switch(ctx: IncidentContext, to: Link, back: Link | None, plan: Plan) -> Out
     ctx.event("verified", f"{'ok' if ok else 'FAILED'}: {detail}")
     if ok:
         return None
+    undone = "not reverted (no other link)"
     if back is not None:
         reverted = driver_for(back).activate(back, ctx.inv)
         _record(ctx, reverted)
-        ctx.event("reverted", f"default route back to {back.name}: ok={reverted.ok}")
-    msg = f"switch to {to.name} did not verify ({detail}); reverted, escalated to a human"
+        undone = f"reverted to {back.name}" if reverted.ok else f"REVERT TO {back.name} FAILED"
+        ctx.event("reverted", undone)
+    msg = f"switch to {to.name} did not verify ({detail}); {undone}; escalated to a human"
     return _escalate(ctx, to, "switch_failed", msg)
 
 
@@ -83,6 +86,10 @@ def handle(ctx: IncidentContext) -> Outcome:
     if ctx.decision.target_kind != "link" or ctx.target not in ctx.inv.links:
         return Outcome(outcome="unsupported", ok=False, message=f"{ctx.target} is not a link")
     primary, backup = links_of(ctx.inv, ctx.target)
+    if primary.role == "backup":
+        return _backup_alert(ctx, primary)
+    if backup is not None and backup.driver.kind == "linux-route" and routes_via(backup, ctx.inv):
+        return _on_backup(ctx, primary)
     seen = confirm_link(primary, ctx.inv)
     ctx.event("probe", seen.summary)
     if seen.state != "down":
@@ -107,6 +114,26 @@ def handle(ctx: IncidentContext) -> Outcome:
     msg = f"failed over from {primary.name} to {backup.name}; fail back after recovery"
     notify(ctx.inv, "finished", _fields(ctx, primary, msg, "failed_over"))
     return Outcome(outcome="failed_over", ok=True, message=msg)
+
+
+def _backup_alert(ctx: IncidentContext, link: Link) -> Outcome:
+    """An alert on a backup link changes no route: confirm it and tell operations."""
+    seen = confirm_link(link, ctx.inv)
+    ctx.event("probe", seen.summary)
+    if seen.state == "up":
+        return Outcome(outcome="not_confirmed", ok=True, message=f"{seen.summary}; no change")
+    msg = f"backup link {link.name} is {seen.state}; no route changed; repair it"
+    return _escalate(ctx, link, "backup_down", msg)
+
+
+def _on_backup(ctx: IncidentContext, primary: Link) -> Outcome:
+    """Already failed over: fail back if the primary passes traffic, else change nothing."""
+    now = probe_link(primary, ctx.inv)
+    ctx.event("probe", f"default route is on the backup; {primary.name}: {now.detail}")
+    if now.state == "up":
+        return failback(ctx, primary.name)
+    msg = f"already failed over; {primary.name} still down ({now.detail}); no change"
+    return Outcome(outcome="on_backup", ok=True, message=msg)
 
 
 def failback(ctx: IncidentContext, primary_name: str) -> Outcome:

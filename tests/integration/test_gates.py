@@ -18,11 +18,13 @@ from tasks.approval import GateResult, request_approval
 from tasks.gate_watch import RESOLVED_TAG
 from tests.fixtures_stack import wait_for
 
-INV = Inventory(people={
-    "ann": Person(name="ann", roles=[RoleName.command_center]),
-    "bob": Person(name="bob", roles=[RoleName.command_center], backup=True),
-    "eve": Person(name="eve", roles=[RoleName.operations]),
-})
+INV = Inventory(
+    people={
+        "ann": Person(name="ann", roles=[RoleName.command_center]),
+        "bob": Person(name="bob", roles=[RoleName.command_center], backup=True),
+        "eve": Person(name="eve", roles=[RoleName.operations]),
+    }
+)
 
 
 class Gate:
@@ -41,8 +43,12 @@ class Gate:
 
             self.run_id = uuid.UUID(flow_run.id)
             self.result = request_approval(
-                "test plan", INV, policy=policy, two_person=two_person,
-                notify=lambda ev, extra, code: self.events.append((ev, code)))
+                "test plan",
+                INV,
+                policy=policy,
+                two_person=two_person,
+                notify=lambda ev, extra, code: self.events.append((ev, code)),
+            )
 
         ctx = contextvars.copy_context()  # carries the stack's API settings
 
@@ -100,7 +106,10 @@ def test_wrong_code_and_non_member_are_refused_and_the_gate_stays_open() -> None
     result = gate.finish()
     assert result.approved and result.approvers == ["ann"]
     assert [(a.approver, a.code_valid, a.accepted) for a in result.attempts] == [
-        ("ann", False, False), ("eve", True, False), ("ann", True, True)]
+        ("ann", False, False),
+        ("eve", True, False),
+        ("ann", True, True),
+    ]
 
 
 @pytest.mark.usefixtures("lab_stack")

@@ -33,16 +33,18 @@ def _open_incident(stack: Stack, status: str = "firing") -> tuple[str, dict]:
     labels = {"alertname": "ServiceDown", "service": "report", "test": uuid.uuid4().hex}
     payload = alertmanager_payload(labels, status=status)
     run_id = stack.post("/webhook/alertmanager", payload).json()["incidents"][0]["flow_run_id"]
-    wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), timeout_s=60,
-             what="gate open")
+    wait_for(
+        lambda: any(g.flow_run_id == run_id for g in open_gates()), timeout_s=60, what="gate open"
+    )
     return run_id, payload
 
 
 def _code(stack: Stack, run_id: str) -> str:
     def find() -> str | None:
         for msg in reversed(read(stack.state_dir / "lab" / "inbox.jsonl", "/cc")):
-            if run_id in msg.get("message", "") and (m := re.search(r"code: (\d{6})",
-                                                                     msg["message"])):
+            if run_id in msg.get("message", "") and (
+                m := re.search(r"code: (\d{6})", msg["message"])
+            ):
                 return m.group(1)
         return None
 
@@ -59,12 +61,14 @@ def _paused(run_id: str) -> bool:
     return bool(state and state.is_paused())
 
 
-def test_wrong_code_then_approval_restarts_the_service(lab_stack: Stack, report_down: str
-                                                       ) -> None:
+def test_wrong_code_then_approval_restarts_the_service(lab_stack: Stack, report_down: str) -> None:
     run_id, _ = _open_incident(lab_stack)
     code = _code(lab_stack, run_id)
-    ops = [m for m in read(lab_stack.state_dir / "lab" / "inbox.jsonl", "/ops")
-           if run_id in m.get("message", "")]
+    ops = [
+        m
+        for m in read(lab_stack.state_dir / "lab" / "inbox.jsonl", "/ops")
+        if run_id in m.get("message", "")
+    ]
     assert ops and all(code not in m["message"] for m in ops), "code leaked to operations"
     decide(run_id, "approve", "zhang.wei", "999999" if code != "999999" else "111111")
     time.sleep(2)
@@ -89,8 +93,11 @@ def test_rejection_runs_nothing(lab_stack: Stack, report_down: str) -> None:
 
 def test_resolved_alert_cancels_the_gate(lab_stack: Stack, report_down: str) -> None:
     run_id, payload = _open_incident(lab_stack)
-    resolved = {**payload, "status": "resolved",
-                "alerts": [{**payload["alerts"][0], "status": "resolved"}]}
+    resolved = {
+        **payload,
+        "status": "resolved",
+        "alerts": [{**payload["alerts"][0], "status": "resolved"}],
+    }
     answer = lab_stack.post("/webhook/alertmanager", resolved).json()["incidents"][0]
     assert answer["flow_run_id"] is None and "1 open incident" in answer["note"]
     run = wait_for_run(run_id, timeout_s=60)

@@ -24,15 +24,22 @@ def inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Pat
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     roles = {}
-    for role, path in [(R.command_center, "cc"), (R.operations, "ops"),
-                       (R.tech_support, "support"), (R.user_service, "users"),
-                       (R.information_management, "info"), (R.security_monitoring, "sec")]:
+    for role, path in [
+        (R.command_center, "cc"),
+        (R.operations, "ops"),
+        (R.tech_support, "support"),
+        (R.user_service, "users"),
+        (R.information_management, "info"),
+        (R.security_monitoring, "sec"),
+    ]:
         roles[role.value] = Role(name=role, notify=[f"{path}-channel"])
-        monkeypatch.setenv(f"CONTINGENCY_SECRET_{path.upper()}_CHANNEL",
-                           f"json://127.0.0.1:{port}/{path}")
-    people = {"ann": Person(name="ann", roles=[R.command_center]),
-              "bob": Person(name="bob", roles=[R.command_center], backup=True,
-                            notify=["bob-im"])}
+        monkeypatch.setenv(
+            f"CONTINGENCY_SECRET_{path.upper()}_CHANNEL", f"json://127.0.0.1:{port}/{path}"
+        )
+    people = {
+        "ann": Person(name="ann", roles=[R.command_center]),
+        "bob": Person(name="bob", roles=[R.command_center], backup=True, notify=["bob-im"]),
+    }
     monkeypatch.setenv("CONTINGENCY_SECRET_BOB_IM", f"json://127.0.0.1:{port}/bob")
     try:
         yield out, Inventory(roles=roles, people=people)
@@ -41,8 +48,13 @@ def inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Pat
         server.server_close()
 
 
-FIELDS = {"alert": "ServiceDown", "target": "web", "plan": "software_crash",
-          "summary": "web is down", "link": "http://ui/run/1"}
+FIELDS = {
+    "alert": "ServiceDown",
+    "target": "web",
+    "plan": "software_crash",
+    "summary": "web is down",
+    "link": "http://ui/run/1",
+}
 
 
 def test_gate_code_goes_to_the_command_center_only(inbox: tuple[Path, Inventory]) -> None:
@@ -85,12 +97,16 @@ def test_backup_approvers_get_the_second_reminder(inbox: tuple[Path, Inventory])
     assert "Reminder" in bob[0]["title"]
 
 
-def test_failed_channel_is_reported_not_raised(inbox: tuple[Path, Inventory],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_channel_is_reported_not_raised(
+    inbox: tuple[Path, Inventory], monkeypatch: pytest.MonkeyPatch
+) -> None:
     out, inv = inbox
     monkeypatch.setenv("CONTINGENCY_SECRET_OPS_CHANNEL", "json://127.0.0.1:9/nowhere")
-    monkeypatch.delenv("CONTINGENCY_SECRET_SUPPORT_CHANNEL")
-    deliveries = send("escalation", inv, FIELDS)
+    roles = {
+        **inv.roles,
+        "tech_support": Role(name=R.tech_support, notify=["no-such-channel-7f3a"]),
+    }
+    deliveries = send("escalation", inv.model_copy(update={"roles": roles}), FIELDS)
     by_role = {d.role: d for d in deliveries}
     assert by_role["command_center"].ok
     assert not by_role["operations"].ok and by_role["operations"].error
@@ -101,8 +117,12 @@ def test_failed_channel_is_reported_not_raised(inbox: tuple[Path, Inventory],
 def test_secrets_are_redacted_from_messages(inbox: tuple[Path, Inventory]) -> None:
     out, inv = inbox
     register_secret_value("hunter2-very-secret-token")
-    send("failure", inv, {**FIELDS, "summary": "auth with hunter2-very-secret-token failed"},
-         roles=[R.operations])
+    send(
+        "failure",
+        inv,
+        {**FIELDS, "summary": "auth with hunter2-very-secret-token failed"},
+        roles=[R.operations],
+    )
     (msg,) = read(out, "/ops")
     assert "hunter2-very-secret-token" not in msg["message"] and "***" in msg["message"]
 

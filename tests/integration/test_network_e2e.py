@@ -1,0 +1,103 @@
+"""The network-outage plan through the real stack: intake → worker → incident flow → SSH
+into the router namespace of the lab that `contingency up --lab` built (root only)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from contingency.alerts import alertmanager_payload
+from contingency.gates import decide, open_gates
+from contingency.lab.inbox import read
+from contingency.lab.netlab import NetworkLab
+from contingency.lab.netlab_launch import running_network_lab
+from contingency.lab.netns import can_build
+from contingency.waiting import wait_for_run
+from tests.fixtures_stack import Stack, wait_for
+
+pytestmark = pytest.mark.skipif(not can_build()[0], reason=can_build()[1])
+
+
+@pytest.fixture
+def both_uplinks_cut(lab_stack: Stack) -> Iterator[NetworkLab]:
+    lab = running_network_lab(lab_stack.settings)
+    try:
+        lab.cut("uplink-a")
+        lab.cut("uplink-b", "down")
+        yield lab
+    finally:
+        lab.restore("uplink-a")
+        lab.restore("uplink-b")
+
+
+def test_alert_with_both_uplinks_down_escalates_without_change(
+    lab_stack: Stack, both_uplinks_cut: NetworkLab
+) -> None:
+    labels = {"alertname": "LinkDown", "link": "uplink-a", "test": uuid.uuid4().hex}
+    resp = lab_stack.post("/webhook/alertmanager", alertmanager_payload(labels))
+    assert resp.status_code == 202, resp.text
+    run_id = resp.json()["incidents"][0]["flow_run_id"]
+    run = wait_for_run(run_id, timeout_s=120)
+    assert run.state is not None and run.state.is_failed() and run.state.name == "Escalated"
+    report = (lab_stack.state_dir / "reports" / f"incident-{run_id}.md").read_text()
+    assert "no_healthy_backup" in report and "no change" in report
+    assert "No command was run." in report
+    assert "via 198.51.100.2 dev up1" in both_uplinks_cut.default_route()
+
+
+@pytest.fixture
+def primary_cut(lab_stack: Stack) -> Iterator[NetworkLab]:
+    lab = running_network_lab(lab_stack.settings)
+    try:
+        lab.cut("uplink-a")
+        yield lab
+    finally:
+        lab.restore("uplink-a")
+        route = ["ip", "route", "replace", "default", "via", "198.51.100.2", "dev", "up1"]
+        lab.topo.run("router", *route)
+
+
+def _latest_code(stack: Stack, run_id: str) -> str | None:
+    for msg in reversed(read(stack.state_dir / "lab" / "inbox.jsonl", "/cc")):
+        if run_id in msg.get("message", "") and (m := re.search(r"code: (\d{6})", msg["message"])):
+            return m.group(1)
+    return None
+
+
+def test_alerts_fail_over_and_back_after_two_person_sign_off(
+    lab_stack: Stack, primary_cut: NetworkLab
+) -> None:
+    run_id = _signed_off_incident(lab_stack, "LinkDown")
+    assert "via 198.51.100.6 dev up2" in primary_cut.default_route()
+    assert primary_cut.reachable()
+    report = (lab_stack.state_dir / "reports" / f"incident-{run_id}.md").read_text()
+    assert "failed_over" in report and "ip route replace default via 198.51.100.6 dev up2" in report
+
+    primary_cut.restore("uplink-a")  # the primary is back: LinkUp → failback, signed off
+    run_id = _signed_off_incident(lab_stack, "LinkUp")
+    assert "via 198.51.100.2 dev up1" in primary_cut.default_route()
+    report = (lab_stack.state_dir / "reports" / f"incident-{run_id}.md").read_text()
+    assert "failed_back" in report and "ip route replace default via 198.51.100.2 dev up1" in report
+
+
+def _signed_off_incident(stack: Stack, alertname: str) -> str:
+    """Post the alert, approve its gate as two command-center members, wait for the end."""
+    labels = {"alertname": alertname, "link": "uplink-a", "test": uuid.uuid4().hex}
+    resp = stack.post("/webhook/alertmanager", alertmanager_payload(labels))
+    run_id = str(resp.json()["incidents"][0]["flow_run_id"])
+    sign_off(stack, run_id)
+    run = wait_for_run(run_id, timeout_s=90)
+    assert run.state is not None and run.state.is_completed(), run.state
+    return run_id
+
+
+def sign_off(stack: Stack, run_id: str) -> None:
+    """Approve the run's gate as two command-center members, each with a fresh code."""
+    wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), 90, "gate open")
+    first = wait_for(lambda: _latest_code(stack, run_id), 20, "first code")
+    decide(run_id, "approve", "zhang.wei", first, "go")
+    second = wait_for(lambda: (c := _latest_code(stack, run_id)) != first and c, 20, "2nd code")
+    decide(run_id, "approve", "li.na", second, "agreed")
