@@ -86,8 +86,10 @@ def up(
         if lab_service_ports
         else None,
     )
-    out.print(f"Prefect UI:   {info.ui_url} (log in with the auth string in "
-              f"{info.state_dir}/secrets/prefect-auth-string)")
+    out.print(
+        f"Prefect UI:   {info.ui_url} (log in with the auth string in "
+        f"{info.state_dir}/secrets/prefect-auth-string)"
+    )
     out.print(f"Prefect API:  {info.api_url}")
     out.print(
         f"Alert intake: {info.intake_url}/webhook/alertmanager "

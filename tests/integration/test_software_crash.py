@@ -16,7 +16,6 @@ from inventory.alert import Alert
 from inventory.models import Host
 from inventory.settings import get_settings
 from remediations.software_crash import software_crash
-from tests.fixtures_stack import Stack
 
 
 def _inventory(tmp_path: Path, host: Host, marker: Path, host_key: str | None = None) -> Path:
