@@ -208,6 +208,68 @@ def gates(state_dir: StateDir = None) -> None:
     out.print(table if rows else "no open gates")
 
 
+@app.command()
+def freeze(
+    reason: Annotated[str, typer.Option(help="why automation must stop")],
+    name: Annotated[str, typer.Option("--as", help="who freezes")] = "operator",
+    state_dir: StateDir = None,
+) -> None:
+    """Kill switch on: from now on plans only plan and notify; nothing runs."""
+    from remediations.rails import freeze as do_freeze
+
+    with _api(state_dir):
+        do_freeze(name, reason)
+    out.print(f"[red]frozen[/] by {name}: {reason} — plans only plan and notify")
+
+
+@app.command()
+def thaw(state_dir: StateDir = None) -> None:
+    """Kill switch off: plans act again."""
+    from remediations.rails import thaw as do_thaw
+
+    with _api(state_dir):
+        do_thaw()
+    out.print("[green]thawed[/]: plans act again")
+
+
+@app.command("plan")
+def plan_cmd(
+    plan: Annotated[str, typer.Argument(help="software_crash, network_outage, ...")],
+    target: Annotated[str, typer.Option(help="a service, host or link in the inventory")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run/--no-dry-run", help="only plan (the only mode here)")
+    ] = True,
+    state_dir: StateDir = None,
+) -> None:
+    """Show exactly what a plan would run on a target, through the deployed incident
+    flow with dry_run=True (the same can be done from the Prefect API)."""
+    from prefect.deployments import run_deployment
+
+    from contingency.waiting import wait_for_run
+
+    if not dry_run:
+        err.print("only --dry-run is offered here: real runs start from alerts")
+        raise typer.Exit(2)
+    settings = _settings(state_dir)
+    alert = {
+        "fingerprint": f"dry-run-{plan}-{target}"[:120],
+        "source": "cli",
+        "labels": {"alertname": "DryRun", "plan": plan, "target": target},
+    }
+    with _api(state_dir):
+        run = run_deployment(
+            settings.incident_deployment,
+            timeout=0,
+            parameters={"alert": alert, "dry_run": True, "plan": plan, "target": target},
+        )
+        final = wait_for_run(run.id, timeout_s=120)
+    path = settings.reports_path / f"incident-{run.id}.md"
+    if path.exists():
+        out.print(Markdown(path.read_text(encoding="utf-8")))
+    ok = final.state is not None and final.state.is_completed()
+    raise typer.Exit(0 if ok else 1)
+
+
 @lab_app.command("inbox")
 def lab_inbox(
     channel: Annotated[

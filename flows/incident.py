@@ -7,6 +7,7 @@ command comes from the inventory. The plan itself lives in ``remediations/``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -15,10 +16,11 @@ from pydantic import BaseModel
 
 from inventory.alert import Alert
 from inventory.loader import InventoryError, load_inventory
+from inventory.models import Inventory, PlanName
 from inventory.routing import RouteDecision, route
 from inventory.secrets import redact
 from inventory.settings import get_settings
-from remediations import handler_for
+from remediations import handler_for, rails
 from remediations.context import IncidentContext, Outcome
 from remediations.plan import Plan
 from tasks.approval import GateResult, request_approval
@@ -26,6 +28,8 @@ from tasks.errors import ContingencyError
 from tasks.notify import Pager
 from tasks.report import Timeline, publish_report, render_report
 from tasks.ssh import close_all, current_run_id
+
+Handler = Callable[[IncidentContext], Outcome]
 
 
 class IncidentResult(BaseModel):
@@ -142,8 +146,55 @@ def _report(
     return Failed(name="Escalated", message=f"{outcome.outcome}: {message}", data=result)
 
 
+def _run_locked(ctx: IncidentContext, handle: Handler, dry_run: bool) -> Outcome:
+    """One remediation per target at a time: a second incident for a target that is
+    being handled joins it (records and stops) instead of acting in parallel."""
+    target = ctx.target
+    rails.tag_run(f"plan:{ctx.decision.plan}", f"target:{rails.tag_value(target)}")
+    if dry_run:
+        return handle(ctx)
+    with rails.target_lock(target) as held:
+        if not held:
+            return Outcome(
+                outcome="joined",
+                ok=True,
+                message=(
+                    f"another incident is already handling {target}; this alert joined it "
+                    "and nothing was run twice"
+                ),
+            )
+        return handle(ctx)
+
+
+def forced_route(plan: str, target: str | None, inv: Inventory) -> RouteDecision:
+    """Route to a named plan and target (the dry-run CLI); both must be in the inventory."""
+    kind = (
+        "service"
+        if target in inv.services
+        else "host"
+        if target in inv.hosts
+        else "link"
+        if target in getattr(inv, "links", {})
+        else None
+    )
+    if plan not in {p.value for p in PlanName}:
+        return RouteDecision(routed=False, reason=f"unknown plan {plan[:80]!r}")
+    if target is None or kind is None:
+        return RouteDecision(routed=False, reason=f"unknown target {str(target)[:80]!r}")
+    return RouteDecision(
+        routed=True,
+        rule=None,
+        plan=PlanName(plan),
+        target=target,
+        target_kind=kind,
+        reason=f"asked for plan {plan} on {target}",
+    )
+
+
 @flow(name="incident", flow_run_name=_run_name, retries=0)
-def incident(alert: Alert, dry_run: bool = False) -> State:
+def incident(
+    alert: Alert, dry_run: bool = False, plan: str | None = None, target: str | None = None
+) -> State:
     """Handle one alert end to end and write the incident report.
 
     Example:
@@ -178,7 +229,7 @@ def incident(alert: Alert, dry_run: bool = False) -> State:
 
     try:
         inv = load_inventory(get_settings().inventory_path())
-        decision = route(alert, inv)
+        decision = route(alert, inv) if plan is None else forced_route(plan, target, inv)
         timeline.add("routed" if decision.routed else "unroutable", decision.reason)
         pager = Pager(
             inv,
@@ -211,7 +262,7 @@ def incident(alert: Alert, dry_run: bool = False) -> State:
                 dry_run=dry_run,
                 timeline=timeline,
             )
-            outcome = handle(ctx)
+            outcome = _run_locked(ctx, handle, dry_run)
     except (ContingencyError, InventoryError, KeyError) as exc:
         logger.error("ESCALATE: incident failed: %s", redact(str(exc)))
         outcome = Outcome(outcome="failed", ok=False, message=f"{type(exc).__name__}: {exc}")

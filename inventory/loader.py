@@ -26,6 +26,7 @@ from inventory.models import (
     Host,
     Inventory,
     Person,
+    RailsPolicy,
     Role,
     RoleName,
     RoutingRule,
@@ -40,6 +41,7 @@ NAMED_SECTIONS: dict[str, type[BaseModel]] = {
     "roles": Role,
     "people": Person,
     "gate_policies": GatePolicy,
+    "rails": RailsPolicy,
     "links": Link,
     "host_failover": HostFailover,
 }

@@ -194,6 +194,23 @@ class GatePolicy(_Model):
     poll_s: float = Field(0.5, gt=0, le=10)
 
 
+class RailsPolicy(_Model):
+    """Safety rails of a plan (section ``rails``, keyed by plan name or ``default``).
+
+    Cooldown per (plan, target); flap breaker: ``flap_count`` remediations of the same
+    target within ``flap_window_s`` stop the automation; blast radius per run (hosts,
+    percent of a host group) and per time window (remediations of any target)."""
+
+    name: str = "default"
+    cooldown_s: float = Field(120, ge=0)
+    flap_count: int = Field(3, ge=1)
+    flap_window_s: float = Field(3600, gt=0)
+    max_hosts_per_run: int = Field(5, ge=1)
+    max_group_percent: float = Field(50, gt=0, le=100)
+    max_runs_per_window: int = Field(20, ge=1)
+    window_s: float = Field(3600, gt=0)
+
+
 class Inventory(_Model):
     hosts: dict[str, Host] = Field(default_factory=dict)
     services: dict[str, Service] = Field(default_factory=dict)
@@ -201,6 +218,7 @@ class Inventory(_Model):
     people: dict[str, Person] = Field(default_factory=dict)
     routing: list[RoutingRule] = Field(default_factory=list)
     gate_policies: dict[str, GatePolicy] = Field(default_factory=dict)
+    rails: dict[str, RailsPolicy] = Field(default_factory=dict)
     links: dict[str, Link] = Field(default_factory=dict)
     host_failover: dict[str, HostFailover] = Field(default_factory=dict)
 
@@ -215,6 +233,9 @@ class Inventory(_Model):
             return self.services[name]
         except KeyError:
             raise KeyError(f"unknown service {name!r}") from None
+
+    def rails_policy(self, plan: str) -> RailsPolicy:
+        return self.rails.get(plan) or self.rails.get("default") or RailsPolicy()
 
     def gate_policy(self, plan: str) -> GatePolicy:
         return self.gate_policies.get(plan) or self.gate_policies.get("default") or GatePolicy()

@@ -91,15 +91,26 @@ class IncidentContext:
         return any(r.requires_approval for r in self.inv.routing if r.name == self.decision.rule)
 
     def gate(self, plan: Plan) -> Outcome | None:
-        """Ask for sign-off if the plan needs it; an Outcome means: stop here."""
-        if not plan.requires_approval:
-            return None
-        self.event("gate opened", "waiting for the command center")
-        gate = self.approve(plan)
-        by = f" by {gate.approver}" if gate.approver else ""
-        self.event("gate closed", f"{gate.status}{by} after {gate.wait_s:.1f}s")
-        if gate.approved:
-            return None
-        return GATE_OUTCOMES.get(gate.status) or Outcome(
-            outcome="not_approved", ok=False, message=f"gate ended {gate.status}; nothing was run"
-        )
+        """The one checkpoint before a plan acts: the safety rails (kill switch, blast
+        radius, cooldown, flap breaker, rate cap), then sign-off if the plan needs it.
+        Destructive plans always need it. An Outcome means: stop here, nothing ran."""
+        from remediations import rails
+
+        if plan.destructive and not plan.requires_approval:
+            plan.requires_approval = True
+        if (stop := rails.check(plan, self.inv)) is not None:
+            self.event("rails", f"{stop.outcome}: {stop.message}")
+            return stop
+        if plan.requires_approval:
+            self.event("gate opened", "waiting for the command center")
+            gate = self.approve(plan)
+            by = f" by {gate.approver}" if gate.approver else ""
+            self.event("gate closed", f"{gate.status}{by} after {gate.wait_s:.1f}s")
+            if not gate.approved:
+                return GATE_OUTCOMES.get(gate.status) or Outcome(
+                    outcome="not_approved",
+                    ok=False,
+                    message=f"gate ended {gate.status}; nothing was run",
+                )
+        rails.tag_run(rails.ACTED)
+        return None

@@ -130,8 +130,9 @@ def start_lab(
         header
         + yaml.safe_dump({"services": _render_services(services, hosts, ports)}, sort_keys=False)
     )
-    for extra in ("people.yaml", "routing.yaml"):
-        shutil.copyfile(EXAMPLE / extra, inv_dir / extra)
+    for extra in sorted(EXAMPLE.glob("*.yaml")):  # people, routing, rails, ...
+        if extra.name not in ("hosts.yaml", "services.yaml"):
+            shutil.copyfile(extra, inv_dir / extra.name)
     from contingency.lab.netlab_launch import start_netlabs
 
     for note in start_netlabs(settings, inv_dir, pub, KEY_SECRET):

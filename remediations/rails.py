@@ -1,0 +1,189 @@
+"""Safety rails, in one place, checked before any plan acts (``IncidentContext.gate``).
+
+- kill switch: a Prefect Variable; while frozen, plans only plan and notify;
+- empty target set, blast radius per run (hosts, percent of a host group);
+- cooldown per (plan, target) and a flap breaker (K remediations of one target in T);
+- a cap on remediations per time window, any target;
+- one remediation per target at a time (a Prefect global concurrency limit).
+
+History lives in Prefect: an incident that acts tags its run ``acted`` beside
+``plan:<plan>`` and ``target:<target>``, so every worker sees the same history.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterStartTime,
+    FlowRunFilterTags,
+)
+from prefect.context import FlowRunContext
+
+from inventory.models import Inventory
+from remediations.context import Outcome
+from remediations.plan import Plan
+
+FREEZE_VARIABLE = "contingency_freeze"
+ACTED = "acted"
+
+
+def frozen() -> dict[str, Any] | None:
+    """The kill switch: ``{"by": ..., "reason": ..., "at": ...}`` while frozen."""
+    from prefect.variables import Variable
+
+    value = Variable.get(FREEZE_VARIABLE, default=None)
+    return value if isinstance(value, dict) and value.get("frozen") else None
+
+
+def freeze(by: str, reason: str) -> None:
+    from prefect.variables import Variable
+
+    Variable.set(
+        FREEZE_VARIABLE,
+        {"frozen": True, "by": by, "reason": reason, "at": datetime.now(UTC).isoformat()},
+        overwrite=True,
+    )
+
+
+def thaw() -> None:
+    from prefect.variables import Variable
+
+    Variable.set(FREEZE_VARIABLE, {"frozen": False}, overwrite=True)
+
+
+def blast_radius(plan: Plan, inv: Inventory, max_hosts: int, max_percent: float) -> str | None:
+    """Why the plan touches too much (or nothing), else None. Pure."""
+    hosts = plan.hosts
+    if not plan.actions or not hosts:
+        return "the plan targets nothing (empty target set); aborted before anything ran"
+    if len(hosts) > max_hosts:
+        return f"the plan touches {len(hosts)} hosts, more than the cap of {max_hosts}"
+    groups: dict[str, list[str]] = {}
+    for host in inv.hosts.values():
+        if group := host.labels.get("group"):
+            groups.setdefault(group, []).append(host.name)
+    for group, members in groups.items():
+        touched = [h for h in hosts if h in members]
+        percent = 100 * len(touched) / len(members)
+        if len(members) > 1 and percent > max_percent:
+            return (
+                f"the plan touches {len(touched)} of {len(members)} hosts of group "
+                f"{group!r} ({percent:.0f}% > {max_percent:.0f}%)"
+            )
+    return None
+
+
+def _acted_since(tags: list[str], since: datetime) -> list[Any]:
+    ctx = FlowRunContext.get()
+    me = ctx.flow_run.id if ctx and ctx.flow_run else None
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[ACTED, *tags]),
+                start_time=FlowRunFilterStartTime(after_=since),
+            )
+        )
+    return [r for r in runs if r.id != me]
+
+
+def check(plan: Plan, inv: Inventory) -> Outcome | None:
+    """Every rail for ``plan``; an Outcome means: do not act (the reason is in it)."""
+    if state := frozen():
+        return Outcome(
+            outcome="frozen",
+            ok=False,
+            message=(
+                f"the kill switch is on (by {state.get('by')}: {state.get('reason')}); "
+                "the plan was made and notified, nothing was run"
+            ),
+        )
+    policy = inv.rails_policy(plan.plan.value)
+    if why := blast_radius(plan, inv, policy.max_hosts_per_run, policy.max_group_percent):
+        return Outcome(outcome="blast_radius", ok=False, message=why)
+    now = datetime.now(UTC)
+    mine = [f"plan:{plan.plan.value}", f"target:{tag_value(plan.target)}"]
+    if policy.cooldown_s and _acted_since(mine, now - timedelta(seconds=policy.cooldown_s)):
+        return Outcome(
+            outcome="cooldown",
+            ok=False,
+            message=(
+                f"{plan.target} was remediated less than {policy.cooldown_s:.0f}s ago; "
+                "not acting again — a human should look"
+            ),
+        )
+    recent = _acted_since(mine, now - timedelta(seconds=policy.flap_window_s))
+    if len(recent) + 1 > policy.flap_count:
+        return Outcome(
+            outcome="flapping",
+            ok=False,
+            message=(
+                f"{plan.target} was remediated {len(recent)} times in the last "
+                f"{policy.flap_window_s:.0f}s; the flap breaker stops the automation"
+            ),
+        )
+    window = _acted_since([], now - timedelta(seconds=policy.window_s))
+    if len(window) + 1 > policy.max_runs_per_window:
+        return Outcome(
+            outcome="rate_capped",
+            ok=False,
+            message=(
+                f"{len(window)} remediations in the last {policy.window_s:.0f}s reached the cap "
+                f"of {policy.max_runs_per_window}; not acting"
+            ),
+        )
+    return None
+
+
+def tag_value(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:80]
+
+
+def tag_run(*tags: str) -> None:
+    """Add tags to the current flow run (its history for the rails)."""
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(ctx.flow_run.id)
+        client.update_flow_run(ctx.flow_run.id, tags=sorted({*run.tags, *tags}))
+
+
+def lock_name(target: str) -> str:
+    """Concurrency-limit names may not contain / % & > <."""
+    return f"contingency-target-{tag_value(target)}"
+
+
+@contextmanager
+def target_lock(target: str, wait_s: float = 5.0) -> Iterator[bool]:
+    """Hold the target's slot (limit 1) while remediating; yields False if another
+    incident holds it after ``wait_s`` (this one then joins instead of acting)."""
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists, PrefectHTTPStatusError
+
+    name = lock_name(target)
+    with get_client(sync_client=True) as client:
+        try:  # limits must exist before use: a missing one silently does nothing
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except ObjectAlreadyExists:
+            pass
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code != 409:
+                raise
+    try:
+        slot = concurrency(name, occupy=1, timeout_seconds=wait_s, strict=True, lease_duration=120)
+        slot.__enter__()
+    except TimeoutError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        slot.__exit__(None, None, None)

@@ -1,0 +1,37 @@
+"""Dry run of any plan from the CLI, through the deployed incident flow (the Prefect
+API): the exact commands, and nothing changed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from inventory.loader import load_inventory
+from tests.fixtures_stack import Stack, service_pid
+
+
+def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "contingency", *args, "--state-dir", str(stack.state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**env, "COLUMNS": "200"},
+    )
+
+
+def test_plan_dry_run_shows_commands_and_changes_nothing(lab_stack: Stack) -> None:
+    url = load_inventory(lab_stack.inventory).service("web").health.url  # type: ignore[union-attr]
+    before = service_pid(url)
+    proc = _cli(lab_stack, "plan", "software_crash", "--target", "web", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "labctl restart web" in proc.stdout and "dry_run" in proc.stdout
+    assert service_pid(url) == before
+
+
+def test_plan_dry_run_refuses_unknown_targets(lab_stack: Stack) -> None:
+    proc = _cli(lab_stack, "plan", "software_crash", "--target", "nope; rm -rf /")
+    assert proc.returncode == 1
+    assert "unknown target" in proc.stdout + proc.stderr
