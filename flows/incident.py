@@ -18,7 +18,7 @@ from inventory.alert import Alert
 from inventory.loader import InventoryError, load_inventory
 from inventory.models import Inventory, PlanName
 from inventory.routing import RouteDecision, route
-from inventory.secrets import redact
+from inventory.secrets import install_redaction, redact
 from inventory.settings import get_settings
 from remediations import handler_for, rails
 from remediations.context import IncidentContext, Outcome
@@ -201,6 +201,7 @@ def incident(
         >>> incident(Alert(fingerprint="x", labels={"alertname": "ServiceDown",
         ...                                        "service": "web"}), dry_run=True)
     """
+    install_redaction()
     logger = get_run_logger()
     timeline = Timeline()
     timeline.add("alert received", f"{alert.name} {alert.labels}", at=alert.received_at)

@@ -195,3 +195,15 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+def install_redaction(*logger_names: str) -> int:
+    """Add a RedactingFilter to every handler of the named loggers (default: root and
+    Prefect's), once; returns how many handlers got one."""
+    added = 0
+    for name in logger_names or ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name or None).handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
+                added += 1
+    return added

@@ -206,3 +206,28 @@ def test_filter_leaves_records_alone_when_nothing_is_known() -> None:
     record = _record("value %s", "x")
     RedactingFilter().filter(record)
     assert (record.msg, record.args) == ("value %s", ("x",))
+
+
+def test_install_redaction_filters_every_handler_once() -> None:
+    import logging
+
+    from inventory.secrets import RedactingFilter, install_redaction, register_secret_value
+
+    logger = logging.getLogger("contingency.test.redaction")
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        assert install_redaction("contingency.test.redaction") == 1
+        assert install_redaction("contingency.test.redaction") == 0
+        register_secret_value("s3cr3t-value-for-the-filter")
+        logger.warning("token=%s", "s3cr3t-value-for-the-filter")
+        assert records == ["token=***"]
+        assert sum(isinstance(f, RedactingFilter) for f in handler.filters) == 1
+    finally:
+        logger.removeHandler(handler)
