@@ -17,9 +17,11 @@ app = typer.Typer(
 inventory_app = typer.Typer(no_args_is_help=True, help="Check the inventory.")
 alert_app = typer.Typer(no_args_is_help=True, help="Send test alerts.")
 lab_app = typer.Typer(no_args_is_help=True, help="Inject faults into the local lab.")
+plans_app = typer.Typer(no_args_is_help=True, help="The emergency-response plan document.")
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(alert_app, name="alert")
 app.add_typer(lab_app, name="lab")
+app.add_typer(plans_app, name="plans")
 out = Console()
 err = Console(stderr=True)
 
@@ -268,6 +270,36 @@ def plan_cmd(
         out.print(Markdown(path.read_text(encoding="utf-8")))
     ok = final.state is not None and final.state.is_completed()
     raise typer.Exit(0 if ok else 1)
+
+
+@plans_app.command("doc")
+def plans_doc(
+    lang: Annotated[str, typer.Option(help="zh or en")] = "en",
+    fmt: Annotated[str, typer.Option("--format", help="md or html")] = "md",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file; default stdout")
+    ] = None,
+    inventory: Annotated[Path | None, typer.Option(help="default: the configured one")] = None,
+) -> None:
+    """Generate the emergency-response plan (预案) from the inventory and the code."""
+    from contingency.plandoc import render, to_html
+    from inventory.loader import InventoryError, load_inventory
+
+    if lang not in ("zh", "en") or fmt not in ("md", "html"):
+        err.print("--lang must be zh or en, --format md or html")
+        raise typer.Exit(2)
+    try:
+        inv = load_inventory(inventory or Settings().inventory_path())
+    except InventoryError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+    text = render(inv, lang)
+    text = to_html(text, lang) if fmt == "html" else text
+    if output:
+        output.write_text(text, encoding="utf-8")
+        out.print(f"wrote {output}")
+    else:
+        print(text, end="")
 
 
 @lab_app.command("inbox")

@@ -141,6 +141,7 @@ class Role(_Model):
     title_zh: str = ""
     title_en: str = ""
     duties: str = ""
+    duties_zh: str = ""
     notify: list[Name] = Field(default_factory=list)
     """Secret names of apprise URLs for the role's channel."""
 

@@ -1,0 +1,184 @@
+"""The human-readable emergency-response plan (预案), generated from the code.
+
+Roles, people and channels come from the inventory; the plan categories from the
+remediations that exist; sign-off, timeouts and rails from the inventory's policies;
+schedules from prefect.yaml; the revision history from git. So the paper plan never
+drifts from what runs. ``contingency plans doc --lang zh|en [--format md|html]``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from contingency.deploy import read_deployments
+from inventory.models import Inventory, PlanName, RoleName
+from remediations import HANDLERS
+
+TEXT = Path(__file__).parent / "templates" / "plandoc.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+DESTRUCTIVE = {PlanName.data_loss, PlanName.network_outage, PlanName.hardware_failure}
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    def cell(v: str) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return out + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+
+
+def _duration(seconds: float, lang: str) -> str:
+    minutes = seconds / 60
+    if lang == "zh":
+        return f"{minutes:g} 分钟" if minutes >= 1 else f"{seconds:g} 秒"
+    return f"{minutes:g} min" if minutes >= 1 else f"{seconds:g} s"
+
+
+def _history(limit: int = 15) -> list[list[str]]:
+    try:
+        out = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(ROOT),
+                "log",
+                f"-{limit}",
+                "--date=short",
+                "--format=%ad\t%s",
+                "--",
+                "inventory",
+                "remediations",
+                "flows",
+                "prefect.yaml",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.split("\t", 1) for line in out.splitlines() if "\t" in line]
+
+
+def _roles(inv: Inventory, t: dict[str, Any], lang: str) -> list[str]:
+    rows = []
+    for role in RoleName:
+        spec = inv.roles.get(role.value)
+        title = (spec.title_zh if lang == "zh" else spec.title_en) if spec else ""
+        members = ", ".join(p.display_name or p.name for p in inv.members(role)) or "—"
+        channels = ", ".join(spec.notify) if spec and spec.notify else "—"
+        rows.append(
+            [
+                f"{title or role.value} (`{role.value}`)",
+                ((spec.duties_zh or spec.duties) if lang == "zh" else spec.duties) if spec else "",
+                members,
+                channels,
+            ]
+        )
+    return _table(t["roles_head"], rows)
+
+
+def _procedure(
+    plan: PlanName, inv: Inventory, t: dict[str, Any], p: dict[str, Any], lang: str
+) -> list[str]:
+    gate = inv.gate_policy(plan.value)
+    rails = inv.rails_policy(plan.value)
+    d = lambda s: _duration(s, lang)  # noqa: E731
+    signoff = t["signoff_destructive"] if plan in DESTRUCTIVE else t["signoff_no"]
+    if plan in DESTRUCTIVE or gate.two_person:
+        signoff = t["signoff_destructive"]
+    out = [f"### {p['name']} (`{plan.value}`)", "", f"**{t['steps']}**", ""]
+    out += [f"{i}. {step}" for i, step in enumerate(p["steps"], 1)]
+    out += [
+        "",
+        f"- **{t['signoff']}**: {signoff}",
+        f"- **{t['timeouts']}**: "
+        + t["ladder"].format(
+            remind=d(gate.remind_after_s),
+            backup=d(gate.backup_after_s),
+            abort=d(gate.abort_after_s),
+        ),
+        f"- **{t['rails']}**: "
+        + t["rails_text"].format(
+            cooldown=d(rails.cooldown_s),
+            flaps=rails.flap_count,
+            flap_window=d(rails.flap_window_s),
+            hosts=rails.max_hosts_per_run,
+            percent=f"{rails.max_group_percent:g}",
+            runs=rails.max_runs_per_window,
+            window=d(rails.window_s),
+        ),
+        "",
+    ]
+    return out
+
+
+def render(inv: Inventory, lang: str = "en", prefect_yaml: Path | None = None) -> str:
+    """The plan document as markdown, in ``lang`` (``en`` or ``zh``)."""
+    data = yaml.safe_load(TEXT.read_text(encoding="utf-8"))
+    t, plans = data[lang], data["plans"]
+    out = [
+        f"# {t['title']}",
+        "",
+        "> "
+        + t["generated"].format(
+            version=version("contingency"), date=datetime.now(UTC).strftime("%Y-%m-%d")
+        ),
+        "",
+        f"## {t['s1']}",
+        "",
+        t["s1_body"],
+        "",
+        f"## {t['s2']}",
+        "",
+    ]
+    out += _roles(inv, t, lang) + ["", f"## {t['s3']}", ""]
+    rows = []
+    for plan in PlanName:
+        p = plans[plan.value][lang]
+        rules = ", ".join(f"`{r.name}`" for r in inv.routing if r.plan is plan) or "—"
+        status = t["available"] if plan in HANDLERS else t["not_available"]
+        rows.append([f"{p['name']} (`{plan.value}`)", p["category"], status, rules])
+    out += _table(t["plans_head"], rows) + ["", f"## {t['s4']}", "", t["detect"], ""]
+    for plan in PlanName:
+        if plan in HANDLERS:
+            out += _procedure(plan, inv, t, plans[plan.value][lang], lang)
+    out += [f"## {t['s5']}", ""]
+    deployments = read_deployments(prefect_yaml)
+    out += _table(
+        t["schedules_head"],
+        [
+            [
+                d["name"],
+                (d.get("description") or "").strip(),
+                ", ".join(
+                    str(s.get("cron") or s.get("interval") or s) for s in d.get("schedules") or []
+                )
+                or t["no_schedule"],
+            ]
+            for d in deployments
+        ],
+    )
+    out += ["", f"## {t['s6']}", ""]
+    history = _history()
+    out += _table(t["history_head"], history) if history else [t["no_history"]]
+    return "\n".join(out) + "\n"
+
+
+def to_html(markdown_text: str, lang: str) -> str:
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+    return (
+        f'<!doctype html>\n<html lang="{lang}"><head><meta charset="utf-8">'
+        "<title>Contingency plan</title><style>body{font-family:sans-serif;max-width:60em;"
+        "margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #999;"
+        f"padding:.3em .6em}}</style></head><body>\n{body}\n</body></html>\n"
+    )
