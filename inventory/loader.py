@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from inventory.datasets import Dataset
 from inventory.models import (
     GatePolicy,
     Host,
@@ -44,6 +45,7 @@ NAMED_SECTIONS: dict[str, type[BaseModel]] = {
     "rails": RailsPolicy,
     "links": Link,
     "host_failover": HostFailover,
+    "datasets": Dataset,
 }
 SECTIONS = (*NAMED_SECTIONS, "routing")
 

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from inventory.datasets import Dataset
 from inventory.network import HostFailover, Link
 
 NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -222,6 +223,7 @@ class Inventory(_Model):
     rails: dict[str, RailsPolicy] = Field(default_factory=dict)
     links: dict[str, Link] = Field(default_factory=dict)
     host_failover: dict[str, HostFailover] = Field(default_factory=dict)
+    datasets: dict[str, Dataset] = Field(default_factory=dict)
 
     def host(self, name: str) -> Host:
         try:

@@ -1,0 +1,73 @@
+"""Backup flow: stream a dataset off its host over SSH straight into a multipart upload.
+
+Commands come only from inventory values, quoted with :func:`shlex.quote`.
+
+Example::
+
+    from flows.backup import backup_flow
+    backup_flow(dataset="orders-db")            # as a Prefect flow (deployment: backup)
+
+    man = take_backup(ds, conn, store)           # the plain logic, e.g. for the lab seeder
+"""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+
+from prefect import flow, get_run_logger
+
+from inventory.datasets import BackupFormat, Dataset
+from tasks.ssh import SSHConnection, get_connection
+from tasks.ssh_stream import stream_stdout
+from tasks.storage import Manifest, Store
+
+
+def backup_command(ds: Dataset) -> str:
+    """The shell command whose stdout is the backup of ``ds``.
+
+    >>> from inventory.datasets import Dataset
+    >>> loc = {"bucket": "bkp", "prefix": "p", "endpoint": "http://s", "key_id_ref": "a",
+    ...        "key_ref": "b"}
+    >>> backup_command(Dataset(host="h", path="/srv/my data", kind="directory",
+    ...                        format="tar.gz", location=loc))
+    "tar -C '/srv/my data' -czf - ."
+    """
+    q = shlex.quote(ds.path)
+    if ds.format is BackupFormat.tar_gz:
+        return f"tar -C {q} -czf - ."
+    if ds.format is BackupFormat.tar:
+        return f"tar -C {q} -cf - ."
+    if ds.format is BackupFormat.sqlite:
+        tmp = str(PurePosixPath(ds.path).parent / ".contingency-backup.sqlite")
+        dot = shlex.quote(f'.backup "{tmp}"')
+        t = shlex.quote(tmp)
+        return f"sqlite3 {q} {dot} && cat {t}; rc=$?; rm -f {t}; exit $rc"
+    return f"cat {q}"
+
+
+def stamp(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def take_backup(ds: Dataset, conn: SSHConnection, store: Store) -> Manifest:
+    """Stream one backup of ``ds`` into ``store`` and write its manifest."""
+    key = ds.object_key(stamp())
+    with stream_stdout(conn, backup_command(ds)) as out:
+        return store.upload_stream(
+            key, out, source_host=ds.host, source_path=ds.path, fmt=ds.format.value
+        )
+
+
+@flow(name="backup")
+def backup_flow(dataset: str, inventory_path: str | None = None) -> Manifest:
+    """Take a backup of the named dataset (schedulable deployment in prefect.yaml)."""
+    from inventory.loader import load_inventory
+    from inventory.settings import get_settings
+
+    inv = load_inventory(inventory_path or get_settings().inventory_path)
+    ds = inv.datasets[dataset]
+    man = take_backup(ds, get_connection(inv.host(ds.host)), Store.for_location(ds.location))
+    get_run_logger().info("backup of %s: %s (%d bytes)", dataset, man.key, man.size)
+    return man

@@ -1,0 +1,38 @@
+"""Stream a command's stdout from a host as a file-like object (bounded memory).
+
+Uses the connection's transport channel, so paramiko stays behind tasks/ssh.py.
+
+Example::
+
+    with stream_stdout(conn, "tar -C /srv/data -czf - .") as out:
+        store.upload_stream(key, out, ...)
+    # raises SSHError if the command exited non-zero (stderr tail in the message)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any, cast
+
+from tasks.errors import SSHError
+from tasks.ssh import SSHConnection
+from tasks.ssh_models import where
+
+
+@contextmanager
+def stream_stdout(conn: SSHConnection, command: str, timeout: float = 3600) -> Iterator[IO[bytes]]:
+    """Run ``command``; yield its stdout as a binary stream; check its exit status after."""
+    chan: Any = conn.transport.open_session()
+    try:
+        chan.settimeout(timeout)
+        chan.exec_command(command)
+        out = chan.makefile("rb", 1024 * 1024)
+        yield cast(IO[bytes], out)
+        out.read()  # drain what the consumer left
+        status = chan.recv_exit_status()
+        if status != 0:
+            err = chan.makefile_stderr("rb").read()[-500:].decode(errors="replace")
+            raise SSHError(f"{where(conn.host)}: backup command exited {status}: {err.strip()}")
+    finally:
+        chan.close()
