@@ -73,6 +73,21 @@ def new_code() -> str:
     return f"{secrets.randbelow(10**6):06d}"
 
 
+def refusal(
+    decision: str, who: str, code_valid: bool, allowed: set[str], approvers: list[str]
+) -> str:
+    """Why a decision is refused ("" if it is accepted). Pure."""
+    if who not in allowed:
+        return f"{who!r} is not a command-center member"
+    if not code_valid:
+        return "wrong or used approval code"
+    if decision not in ("approve", "reject"):
+        return f"{decision!r} is set by the system only"
+    if decision == "approve" and who in approvers:
+        return f"{who} already approved; a second, different approver is needed"
+    return ""
+
+
 Notifier = Callable[[str, dict[str, str], str | None], None]
 """(event, fields, code or None) → sends; must never raise."""
 
@@ -103,29 +118,27 @@ def request_approval(
             remaining = max(policy.abort_after_s - watch.elapsed(), 1)
             answer = wait_for_input(form, f"gate-{n}-{nonce[:6]}", remaining, policy.poll_s)
             now = datetime.now(UTC)
-            system = hmac.compare_digest(answer.code.encode(), nonce.encode())
-            if answer.decision in ("expired", "cleared") and system:
-                logger.warning("gate closed: %s", answer.decision)
+
+            def close(
+                status: str, who: list[str], comment: str = answer.comment, _now: datetime = now
+            ) -> GateResult:
                 return GateResult(
-                    status=answer.decision,
-                    approvers=approvers,
-                    comment=answer.comment,
+                    status=status,
+                    approvers=who,
+                    comment=comment,  # type: ignore[arg-type]
                     opened_at=opened,
-                    closed_at=now,
+                    closed_at=_now,
                     description=description,
                     attempts=attempts,
                 )
+
+            system = hmac.compare_digest(answer.code.encode(), nonce.encode())
+            if answer.decision in ("expired", "cleared") and system:
+                logger.warning("gate closed: %s", answer.decision)
+                return close(answer.decision, approvers)
             who = answer.approver.strip()[:64]
             valid = hmac.compare_digest(answer.code.strip().encode(), code.encode())
-            reason = ""
-            if who not in allowed:
-                reason = f"{who!r} is not a command-center member"
-            elif not valid:
-                reason = "wrong or used approval code"
-            elif answer.decision not in ("approve", "reject"):
-                reason = f"{answer.decision!r} is set by the system only"
-            elif answer.decision == "approve" and who in approvers:
-                reason = f"{who} already approved; a second, different approver is needed"
+            reason = refusal(answer.decision, who, valid, allowed, approvers)
             attempts.append(
                 GateAttempt(
                     at=now,
@@ -142,37 +155,15 @@ def request_approval(
                 continue
             logger.info("gate: %s by %s", answer.decision, who)
             if answer.decision == "reject":
-                return GateResult(
-                    status="rejected",
-                    approvers=[who],
-                    comment=answer.comment,
-                    opened_at=opened,
-                    closed_at=now,
-                    description=description,
-                    attempts=attempts,
-                )
+                return close("rejected", [who])
             approvers.append(who)
             if (policy.two_person or two_person) and len(approvers) < 2:
                 code = new_code()  # one-time: the second approver gets a fresh code
-                send(
-                    "gate_opened",
-                    {
-                        "summary": f"Approved by {who}; a second approver is "
-                        "needed (two-person rule)."
-                    },
-                    code,
-                )
+                summary = f"Approved by {who}; a second approver is needed (two-person rule)."
+                send("gate_opened", {"summary": summary}, code)
                 note = f"> Approved by **{who}**. A second, different approver is needed.\n\n"
                 continue
-            return GateResult(
-                status="approved",
-                approvers=approvers,
-                comment=answer.comment,
-                opened_at=opened,
-                closed_at=now,
-                description=description,
-                attempts=attempts,
-            )
+            return close("approved", approvers)
     raise RuntimeError("gate: too many attempts")
 
 

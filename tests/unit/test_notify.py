@@ -133,3 +133,15 @@ def test_report_lists_deliveries(inbox: tuple[Path, Inventory]) -> None:
     pager.event("incident_opened")
     table = pager.as_markdown()
     assert "incident_opened" in table and "cc-channel" in table and "| yes |" in table
+
+
+def test_refusal_reasons() -> None:
+    from tasks.approval import refusal
+
+    cc = {"ann", "bob"}
+    assert refusal("approve", "eve", True, cc, []) == "'eve' is not a command-center member"
+    assert refusal("approve", "ann", False, cc, []) == "wrong or used approval code"
+    assert "system only" in refusal("expired", "ann", True, cc, [])
+    assert "second, different approver" in refusal("approve", "ann", True, cc, ["ann"])
+    assert refusal("reject", "ann", True, cc, ["ann"]) == ""
+    assert refusal("approve", "bob", True, cc, ["ann"]) == ""
