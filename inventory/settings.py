@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     report_dir: Path | None = None
     language: Literal["en", "zh"] = "en"
     """Language of notifications (zh or en)."""
+    grafana_hmac_secrets: SecretStr | None = None
+    """Comma-separated HMAC secrets for ``/webhook/grafana`` (two at once while rotating)."""
+    grafana_timestamp_header: str = "X-Grafana-Alerting-Signature-Timestamp"
+    """The contact point's "Timestamp Header" (Grafana has no default name for it)."""
+    generic_hmac_secrets: SecretStr | None = None
+    """Comma-separated HMAC secrets for ``/webhook/generic`` (bearer OR signature)."""
+    intake_max_body_bytes: int = 256 * 1024
+    intake_rate_per_second: float = 100.0
+    """Per (client address, endpoint) token-bucket rate; 0 disables the limit."""
+    intake_rate_burst: int = 200
 
     @property
     def secrets_dir(self) -> Path:

@@ -8,9 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from fastapi import FastAPI, HTTPException, Request
-from pydantic import BaseModel, ValidationError
+from fastapi import FastAPI, HTTPException, Request, Response
+from pydantic import BaseModel, SecretStr, ValidationError
 
+from contingency.intake.auth import ReplayCache, SignatureError, verify_generic, verify_grafana
+from contingency.intake.grafana import GrafanaPayload
+from contingency.intake.limits import BodyTooLarge, TokenBucket, read_limited
+from contingency.intake.metrics import IntakeMetrics
 from contingency.intake.schemas import (
     AlertmanagerPayload,
     GenericPayload,
@@ -33,12 +37,23 @@ def _readable(exc: ValidationError) -> list[str]:
     return out
 
 
+def _secrets(value: SecretStr | None) -> list[SecretStr]:
+    if value is None:
+        return []
+    return [SecretStr(v.strip()) for v in value.get_secret_value().split(",") if v.strip()]
+
+
 def create_app(settings: Settings | None = None, starter: IncidentStarter | None = None) -> FastAPI:
     settings = settings or get_settings()
     if settings.webhook_token is None:
         raise RuntimeError("CONTINGENCY_WEBHOOK_TOKEN is not set; the intake refuses to start")
     token = settings.webhook_token.get_secret_value().encode()
     starter = starter or IncidentStarter(settings.incident_deployment)
+    grafana_secrets = _secrets(settings.grafana_hmac_secrets)
+    generic_secrets = _secrets(settings.generic_hmac_secrets)
+    replays = ReplayCache()
+    bucket = TokenBucket(settings.intake_rate_per_second, settings.intake_rate_burst)
+    metrics = IntakeMetrics()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +65,11 @@ def create_app(settings: Settings | None = None, starter: IncidentStarter | None
         await starter.close()
 
     app = FastAPI(title="Contingency alert intake", version="0.1.0", lifespan=lifespan)
+    app.state.metrics = metrics  # the hook other code calls: app.state.metrics.incident_outcome()
+
+    def reject(endpoint: str, reason: str, exc: HTTPException) -> HTTPException:
+        metrics.rejected.labels(endpoint=endpoint, reason=reason).inc()
+        return exc
 
     def authorize(request: Request) -> None:
         header = request.headers.get("authorization", "")
@@ -59,24 +79,91 @@ def create_app(settings: Settings | None = None, starter: IncidentStarter | None
                 401, "missing or bad bearer token", headers={"WWW-Authenticate": "Bearer"}
             )
 
-    async def parse(request: Request, model: type[P]) -> P:
-        """Auth first, then the body: an unauthenticated caller learns nothing about it."""
-        authorize(request)
+    async def parse(request: Request, model: type[P], signed_by: str | None = None) -> P:
+        """Limits, then auth, then the body: an unauthenticated caller learns nothing about it.
+
+        ``signed_by`` is "grafana" or "generic" for endpoints that accept an HMAC signature.
+        """
+        path = request.url.path
+        client = request.client.host if request.client else "unknown"
+        wait = bucket.take((client, path))
+        if wait:
+            raise reject(
+                path,
+                "rate_limited",
+                HTTPException(
+                    429, "too many requests", headers={"Retry-After": bucket.retry_after(wait)}
+                ),
+            )
         if "json" not in request.headers.get("content-type", "application/json"):
-            raise HTTPException(415, "content type must be application/json")
-        body = await request.body()
+            raise reject(path, "content_type", HTTPException(415, "content type must be JSON"))
+        signature_check = None
+        if signed_by == "grafana" and grafana_secrets:
+            signature_check = "grafana"
+        elif (
+            signed_by == "generic"
+            and generic_secrets
+            and request.headers.get("x-contingency-signature") is not None
+        ):
+            signature_check = "generic"  # signature given: it must verify; else bearer
+        if signature_check is None:
+            try:
+                authorize(request)
+            except HTTPException as exc:
+                raise reject(path, "auth", exc) from None
+        try:
+            body = await read_limited(
+                request.headers.get("content-length"),
+                request.stream(),
+                settings.intake_max_body_bytes,
+            )
+        except BodyTooLarge as exc:
+            raise reject(path, "too_large", HTTPException(413, str(exc))) from None
+        if signature_check is not None:
+            verify_signature(signature_check, request, body)
         try:
             return model.model_validate_json(body or b"null")
         except ValidationError as exc:
-            raise HTTPException(
-                422, {"error": "invalid body", "problems": _readable(exc)}
+            raise reject(
+                path,
+                "invalid",
+                HTTPException(422, {"error": "invalid body", "problems": _readable(exc)}),
             ) from None
+
+    def verify_signature(kind: str, request: Request, body: bytes) -> None:
+        path = request.url.path
+        h = request.headers
+        try:
+            if kind == "grafana":
+                verify_grafana(
+                    grafana_secrets,
+                    body,
+                    h.get("x-grafana-alerting-signature"),
+                    h.get(settings.grafana_timestamp_header),
+                )
+                return
+            digest = verify_generic(
+                generic_secrets,
+                body,
+                h.get("x-contingency-signature"),
+                h.get("x-contingency-timestamp"),
+            )
+        except SignatureError as exc:
+            raise reject(path, "signature", HTTPException(401, str(exc))) from None
+        if not replays.check_and_add(digest):
+            raise reject(path, "replay", HTTPException(401, "signature already used"))
 
     async def start_all(alerts: list[Alert]) -> IntakeResponse:
         refs: list[IncidentRef] = []
         for alert in alerts:
+            metrics.received.labels(source=alert.source, status=alert.status).inc()
             try:
-                refs.append(await starter.start(alert))
+                ref = await starter.start(alert)
+                refs.append(ref)
+                if ref.deduplicated:
+                    metrics.deduplicated.labels(source=alert.source).inc()
+                elif ref.flow_run_id and alert.status == "firing":
+                    metrics.started.labels(alertname=alert.name).inc()
             except Exception as exc:  # one bad alert must not hide the others
                 log.exception("could not start incident for %s", alert.fingerprint)
                 refs.append(
@@ -101,8 +188,18 @@ def create_app(settings: Settings | None = None, starter: IncidentStarter | None
     @app.post("/webhook/generic", status_code=202, response_model=IntakeResponse)
     async def generic(request: Request) -> IntakeResponse:
         """Generic JSON alerts; see ``GenericPayload`` for the schema."""
-        payload = await parse(request, GenericPayload)
+        payload = await parse(request, GenericPayload, signed_by="generic")
         return await start_all(payload.normalized())
+
+    @app.post("/webhook/grafana", status_code=202, response_model=IntakeResponse)
+    async def grafana(request: Request) -> IntakeResponse:
+        """Grafana alerting webhook (version 1), HMAC-signed when secrets are configured."""
+        payload = await parse(request, GrafanaPayload, signed_by="grafana")
+        return await start_all(payload.normalized())
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
 
     return app
 

@@ -1,0 +1,69 @@
+"""Prometheus metrics for the intake, one ``CollectorRegistry`` per app.
+
+Other code records outcomes through the hook functions (``incident_outcome``,
+``observe_remediation``, ``observe_gate_wait``) so it never touches metric objects directly.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+
+
+class IntakeMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.received = Counter(
+            "contingency_alerts_received", "Alerts received", ["source", "status"], registry=r
+        )
+        self.deduplicated = Counter(
+            "contingency_alerts_deduplicated",
+            "Alerts answered by an existing incident",
+            ["source"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "contingency_alerts_rejected", "Requests refused", ["endpoint", "reason"], registry=r
+        )
+        self.started = Counter(
+            "contingency_incidents_started", "Incidents started", ["alertname"], registry=r
+        )
+        self.outcomes = Counter(
+            "contingency_incidents_outcome", "Incident outcomes", ["plan", "outcome"], registry=r
+        )
+        self.remediation_seconds = Histogram(
+            "contingency_remediation_duration_seconds",
+            "Remediation duration",
+            ["plan"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.gate_wait_seconds = Histogram(
+            "contingency_gate_wait_seconds",
+            "Time an approval gate waited",
+            ["plan", "decision"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+
+    def incident_outcome(self, plan: str, outcome: str) -> None:
+        self.outcomes.labels(plan=plan, outcome=outcome).inc()
+
+    def observe_remediation(self, plan: str, seconds: float) -> None:
+        self.remediation_seconds.labels(plan=plan).observe(seconds)
+
+    def observe_gate_wait(self, plan: str, decision: str, seconds: float) -> None:
+        self.gate_wait_seconds.labels(plan=plan, decision=decision).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,125 @@
+"""In-process smoke test of the hardened intake with a stand-in starter (no Prefect here;
+the real-parts tests are in tests/integration/test_intake_hardening.py)."""
+
+import hashlib
+import hmac
+import json
+import time
+
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from contingency.intake.app import create_app
+from contingency.intake.schemas import IncidentRef
+from inventory.alert import Alert
+from inventory.settings import Settings
+
+
+class FakeStarter:
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    async def warm_up(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def start(self, alert: Alert) -> IncidentRef:
+        key = alert.idempotency_key()
+        dup = key in self.seen
+        self.seen.add(key)
+        return IncidentRef(
+            fingerprint=alert.fingerprint, status=alert.status, flow_run_id="x", deduplicated=dup
+        )
+
+
+def _client(tmp_path, **kw) -> TestClient:
+    s = Settings(state_dir=tmp_path, webhook_token=SecretStr("tok"), **kw)
+    return TestClient(create_app(s, FakeStarter()))  # type: ignore[arg-type]
+
+
+GENERIC = json.dumps({"alerts": [{"labels": {"alertname": "ServiceDown"}}]}).encode()
+
+
+def test_generic_hmac_bearer_and_replay(tmp_path) -> None:
+    c = _client(tmp_path, generic_hmac_secrets=SecretStr("old,new"))
+    ts = str(int(time.time()))
+    sig = hmac.new(b"old", ts.encode() + b"." + GENERIC, hashlib.sha256).hexdigest()
+    h = {"content-type": "application/json", "x-contingency-timestamp": ts}
+    assert (
+        c.post(
+            "/webhook/generic",
+            content=GENERIC,
+            headers={**h, "x-contingency-signature": "sha256=" + sig},
+        ).status_code
+        == 202
+    )
+    replay = c.post(
+        "/webhook/generic",
+        content=GENERIC,
+        headers={**h, "x-contingency-signature": "sha256=" + sig},
+    )
+    assert replay.status_code == 401
+    bad = c.post(
+        "/webhook/generic", content=GENERIC, headers={**h, "x-contingency-signature": "sha256=00"}
+    )
+    assert bad.status_code == 401
+    ok = c.post("/webhook/generic", content=GENERIC, headers={"authorization": "Bearer tok"})
+    assert ok.status_code == 202
+    text = c.get("/metrics").text
+    assert (
+        'contingency_alerts_rejected_total{endpoint="/webhook/generic",reason="replay"} 1.0' in text
+    )
+    assert 'contingency_alerts_deduplicated_total{source="generic"} 1.0' in text
+
+
+def test_grafana_limits(tmp_path) -> None:
+    c = _client(
+        tmp_path,
+        grafana_hmac_secrets=SecretStr("g1"),
+        intake_rate_burst=3,
+        intake_rate_per_second=0.1,
+    )
+    body = json.dumps(
+        {
+            "version": "1",
+            "status": "firing",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "A"},
+                    "startsAt": "2026-11-28T10:00:00Z",
+                }
+            ],
+        }
+    ).encode()
+    ts = str(int(time.time()))
+    sig = hmac.new(b"g1", ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+    h = {
+        "content-type": "application/json",
+        "x-grafana-alerting-signature": sig,
+        "x-grafana-alerting-signature-timestamp": ts,
+    }
+    assert c.post("/webhook/grafana", content=body, headers=h).status_code == 202
+    assert (
+        c.post(
+            "/webhook/grafana", content=body, headers={**h, "x-grafana-alerting-signature": "ab"}
+        ).status_code
+        == 401
+    )
+    assert (
+        c.post(
+            "/webhook/grafana", content=body, headers={**h, "content-type": "text/plain"}
+        ).status_code
+        == 415
+    )
+    r = c.post("/webhook/grafana", content=body, headers=h)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+def test_oversized_and_422(tmp_path) -> None:
+    c = _client(tmp_path)
+    auth = {"authorization": "Bearer tok", "content-type": "application/json"}
+    big = b"{" + b" " * (256 * 1024) + b"}"
+    assert c.post("/webhook/generic", content=big, headers=auth).status_code == 413
+    r = c.post("/webhook/generic", content=b'{"alerts": [{"labels": {}}]}', headers=auth)
+    assert r.status_code == 422 and "alerts.0.labels" in r.text
