@@ -13,12 +13,11 @@ import requests
 from contingency.alerts import alertmanager_payload
 from contingency.lab.hwlab import HardwareLab
 from contingency.lab.netlab_launch import running_hardware_lab
-from contingency.lab.netns import can_build
 from contingency.waiting import wait_for_run
 from tests.fixtures_stack import Stack, wait_for
 from tests.integration.test_network_e2e import sign_off
 
-pytestmark = pytest.mark.skipif(not can_build()[0], reason=can_build()[1])
+pytestmark = pytest.mark.usefixtures("netns_capable")
 
 
 @pytest.fixture

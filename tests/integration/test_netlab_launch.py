@@ -9,12 +9,12 @@ import pytest
 
 from contingency.lab.netlab import NetworkLab
 from contingency.lab.netlab_launch import start_netlabs, stop_netlabs
-from contingency.lab.netns import MGMT_RANGE, can_build, leftover_namespaces
+from contingency.lab.netns import MGMT_RANGE, leftover_namespaces
 from inventory.loader import load_inventory
 from inventory.settings import Settings
 from tests.fixtures_ssh import ClientKey
 
-needs_root = pytest.mark.skipif(not can_build()[0], reason=can_build()[1])
+needs_root = pytest.mark.usefixtures("netns_capable")
 
 
 def _root_links() -> set[str]:

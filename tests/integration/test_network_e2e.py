@@ -14,11 +14,10 @@ from contingency.gates import decide, open_gates
 from contingency.lab.inbox import read
 from contingency.lab.netlab import NetworkLab
 from contingency.lab.netlab_launch import running_network_lab
-from contingency.lab.netns import can_build
 from contingency.waiting import wait_for_run
 from tests.fixtures_stack import Stack, wait_for
 
-pytestmark = pytest.mark.skipif(not can_build()[0], reason=can_build()[1])
+pytestmark = pytest.mark.usefixtures("netns_capable")
 
 
 @pytest.fixture
