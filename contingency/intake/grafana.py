@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from contingency.intake.schemas import LabelMap, fingerprint_of
+from contingency.intake.schemas import LabelMap, normalize_webhook_alerts
 from inventory.alert import Alert
 
 
@@ -31,16 +31,4 @@ class GrafanaPayload(BaseModel):
     alerts: list[GrafanaAlert] = Field(min_length=1, max_length=1000)
 
     def normalized(self) -> list[Alert]:
-        return [
-            Alert(
-                source="grafana",
-                status=a.status,
-                fingerprint=a.fingerprint or fingerprint_of(a.labels),
-                labels=a.labels,
-                annotations=a.annotations,
-                starts_at=a.startsAt,
-                ends_at=a.endsAt if a.endsAt and a.endsAt.year > 1 else None,
-                generator_url=a.generatorURL,
-            )
-            for a in self.alerts
-        ]
+        return normalize_webhook_alerts("grafana", self.alerts)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,19 +35,39 @@ class AlertmanagerPayload(BaseModel):
     alerts: list[AMAlert] = Field(min_length=1, max_length=1000)
 
     def normalized(self) -> list[Alert]:
-        return [
-            Alert(
-                source="alertmanager",
-                status=a.status,
-                fingerprint=a.fingerprint or fingerprint_of(a.labels),
-                labels=a.labels,
-                annotations=a.annotations,
-                starts_at=a.startsAt,
-                ends_at=a.endsAt if a.endsAt and a.endsAt.year > 1 else None,
-                generator_url=a.generatorURL,
-            )
-            for a in self.alerts
-        ]
+        return normalize_webhook_alerts("alertmanager", self.alerts)
+
+
+class WebhookAlert(Protocol):
+    """The alert fields Alertmanager and Grafana webhooks share."""
+
+    status: Literal["firing", "resolved"]
+    labels: LabelMap
+    annotations: LabelMap
+    startsAt: datetime  # noqa: N815
+    endsAt: datetime | None  # noqa: N815
+    generatorURL: str | None  # noqa: N815
+    fingerprint: str | None
+
+
+def normalize_webhook_alerts(
+    source: Literal["alertmanager", "grafana"], alerts: Sequence[WebhookAlert]
+) -> list[Alert]:
+    """Alertmanager-shaped alerts (Grafana sends the same fields) → normalized alerts.
+    Alertmanager marks "no end" with the zero time ``0001-01-01``."""
+    return [
+        Alert(
+            source=source,
+            status=a.status,
+            fingerprint=a.fingerprint or fingerprint_of(a.labels),
+            labels=a.labels,
+            annotations=a.annotations,
+            starts_at=a.startsAt,
+            ends_at=a.endsAt if a.endsAt and a.endsAt.year > 1 else None,
+            generator_url=a.generatorURL,
+        )
+        for a in alerts
+    ]
 
 
 class GenericAlert(BaseModel):
