@@ -14,22 +14,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from rich.console import Console
 
+from benchmarks.common import first_ssh_start, start_lab_stack
 from contingency.alerts import alertmanager_payload, post_alert
 from contingency.lab.launcher import crash_service
-from contingency.processes import free_port
-from contingency.stack import FAST_POLLING, down, stack_client, up, webhook_token
+from contingency.stack import FAST_POLLING, down, stack_client, webhook_token
 from contingency.waiting import wait_for_run
-from inventory.settings import Settings
 
 PREFECT_DEFAULTS = {
     "PREFECT_WORKER_QUERY_SECONDS": "10",
@@ -38,31 +33,8 @@ PREFECT_DEFAULTS = {
 }
 
 
-def first_ssh_start(run_id: str) -> datetime:
-    with get_client(sync_client=True) as client:
-        tasks = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(run_id)]))
-        )
-    starts = [t.start_time for t in tasks if t.name.startswith("ssh") and t.start_time]
-    if not starts:
-        raise RuntimeError(f"run {run_id} ran no ssh task")
-    return min(starts)
-
-
 def measure(polling: dict[str, str], n: int, console: Console) -> list[float]:
-    state = Path(tempfile.mkdtemp(prefix="bench-a2a-"))
-    settings = Settings(state_dir=state)
-    ports = {"web": free_port(), "api": free_port(), "report": free_port()}
-    info = up(
-        settings,
-        lab=True,
-        api_port=0,
-        intake_port=0,
-        lab_ssh_port=free_port(),
-        lab_service_ports=ports,
-        polling=polling,
-        console=console,
-    )
+    settings, info = start_lab_stack("bench-a2a-", console, polling)
     token = webhook_token(settings)
     samples = []
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -24,13 +23,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchmarks.alert_to_action import first_ssh_start
+from benchmarks.common import first_ssh_start, start_lab_stack
 from contingency.alerts import alertmanager_payload, post_alert
 from contingency.gates import decide, open_gates
 from contingency.lab.inbox import read
 from contingency.lab.launcher import crash_service
-from contingency.processes import free_port
-from contingency.stack import StackInfo, down, stack_client, up, webhook_token
+from contingency.stack import StackInfo, down, stack_client, webhook_token
 from contingency.waiting import wait_for_run
 from inventory.settings import Settings
 
@@ -87,17 +85,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=3)
     args = parser.parse_args()
     console = Console(stderr=True)
-    settings = Settings(state_dir=Path(tempfile.mkdtemp(prefix="bench-gate-")))
-    ports = {"web": free_port(), "api": free_port(), "report": free_port()}
-    info = up(
-        settings,
-        lab=True,
-        api_port=0,
-        intake_port=0,
-        lab_ssh_port=free_port(),
-        lab_service_ports=ports,
-        console=console,
-    )
+    settings, info = start_lab_stack("bench-gate-", console)
     try:
         with stack_client(settings):
             fast = measure(settings, info, args.decisions, 0.5, console)

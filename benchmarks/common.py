@@ -1,0 +1,47 @@
+"""What the benchmarks share: a throw-away embedded stack with the lab on free ports,
+and reading when an incident ran its first SSH command."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from rich.console import Console
+
+from contingency.processes import free_port
+from contingency.stack import StackInfo, up
+from inventory.settings import Settings
+
+
+def start_lab_stack(
+    prefix: str, console: Console, polling: dict[str, str] | None = None
+) -> tuple[Settings, StackInfo]:
+    """`contingency up --lab` in a fresh temporary state dir, every port free."""
+    settings = Settings(state_dir=Path(tempfile.mkdtemp(prefix=prefix)))
+    ports = {"web": free_port(), "api": free_port(), "report": free_port()}
+    info = up(
+        settings,
+        lab=True,
+        api_port=0,
+        intake_port=0,
+        lab_ssh_port=free_port(),
+        lab_service_ports=ports,
+        polling=polling,
+        console=console,
+    )
+    return settings, info
+
+
+def first_ssh_start(run_id: str) -> datetime:
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(run_id)]))
+        )
+    starts = [t.start_time for t in tasks if t.name.startswith("ssh") and t.start_time]
+    if not starts:
+        raise RuntimeError(f"run {run_id} ran no ssh task")
+    return min(starts)
