@@ -109,7 +109,16 @@ def check(plan: Plan, inv: Inventory) -> Outcome | None:
         return Outcome(outcome="blast_radius", ok=False, message=why)
     now = datetime.now(UTC)
     mine = [f"plan:{plan.plan.value}", f"target:{tag_value(plan.target)}"]
-    if policy.cooldown_s and _acted_since(mine, now - timedelta(seconds=policy.cooldown_s)):
+    # One query for this target's history; the cooldown and the flap window filter it.
+    history = _acted_since(
+        mine, now - timedelta(seconds=max(policy.cooldown_s, policy.flap_window_s))
+    )
+
+    def within(seconds: float) -> list[Any]:
+        since = now - timedelta(seconds=seconds)
+        return [r for r in history if r.start_time is not None and r.start_time >= since]
+
+    if policy.cooldown_s and within(policy.cooldown_s):
         return Outcome(
             outcome="cooldown",
             ok=False,
@@ -118,7 +127,7 @@ def check(plan: Plan, inv: Inventory) -> Outcome | None:
                 "not acting again — a human should look"
             ),
         )
-    recent = _acted_since(mine, now - timedelta(seconds=policy.flap_window_s))
+    recent = within(policy.flap_window_s)
     if len(recent) + 1 > policy.flap_count:
         return Outcome(
             outcome="flapping",
