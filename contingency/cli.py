@@ -150,13 +150,19 @@ def _api(state_dir: Path | None):  # type: ignore[no-untyped-def]
 
 
 def _decide(
-    run_id: str, decision: str, name: str, code: str, comment: str, state_dir: Path | None
+    run_id: str,
+    decision: str,
+    name: str,
+    code: str,
+    comment: str,
+    state_dir: Path | None,
+    choice: str = "",
 ) -> None:
     from contingency.gates import decide
 
     try:
         with _api(state_dir):
-            decide(run_id, decision, name, code, comment)
+            decide(run_id, decision, name, code, comment, choice)
     except (RuntimeError, ValueError) as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
@@ -172,10 +178,13 @@ def approve(
     name: Annotated[str, typer.Option("--as", help="your name in the inventory")],
     code: Annotated[str, typer.Option(help="one-time code from the command-center channel")],
     comment: Annotated[str, typer.Option(help="why")] = "",
+    choice: Annotated[
+        str, typer.Option(help="where the plan offers choices: e.g. a restore point key")
+    ] = "",
     state_dir: StateDir = None,
 ) -> None:
     """Approve the plan waiting at a gate."""
-    _decide(run_id, "approve", name, code, comment, state_dir)
+    _decide(run_id, "approve", name, code, comment, state_dir, choice)
 
 
 @app.command()

@@ -74,7 +74,36 @@ async def apply_deployments(
                 parameter_openapi_schema=flow.parameters.model_dump(mode="json"),
                 job_variables={"env": env or {}, **({"command": command} if command else {})},
                 concurrency_limit=spec.get("concurrency_limit"),
+                schedules=schedules(spec),
                 pull_steps=pull,
             )
             names.append(f"{flow.name}/{spec['name']}")
     return names
+
+
+def schedules(spec: dict[str, Any]) -> list[Any]:
+    """prefect.yaml ``schedules`` (cron or interval entries) as API objects.
+
+    >>> [s.schedule.cron for s in schedules({"schedules": [{"cron": "0 3 * * *"}]})]
+    ['0 3 * * *']
+    """
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+
+    out = []
+    for entry in spec.get("schedules") or []:
+        tz = entry.get("timezone") or "UTC"
+        if "cron" in entry:
+            sched: Any = CronSchedule(cron=entry["cron"], timezone=tz)
+        elif "interval" in entry:
+            sched = IntervalSchedule(interval=entry["interval"], timezone=tz)
+        else:
+            raise ValueError(f"deployment {spec.get('name')!r}: a schedule needs cron or interval")
+        out.append(
+            DeploymentScheduleCreate(
+                schedule=sched,
+                active=entry.get("active", True),
+                parameters=entry.get("parameters") or {},
+            )
+        )
+    return out

@@ -51,8 +51,12 @@ def open_gates() -> list[OpenGate]:
     return sorted(gates, key=lambda g: g.opened_at)
 
 
-def decide(run_id: str, decision: str, approver: str, code: str, comment: str = "") -> str:
-    """Submit a decision to a waiting gate; returns the server's verdict."""
+def decide(
+    run_id: str, decision: str, approver: str, code: str, comment: str = "", choice: str = ""
+) -> str:
+    """Submit a decision to a waiting gate; returns the server's verdict.
+
+    ``choice`` picks among what the plan offers (e.g. a restore point key)."""
     if decision not in ("approve", "reject"):
         raise ValueError("decision must be approve or reject")
     with get_client(sync_client=True) as client:
@@ -69,6 +73,7 @@ def decide(run_id: str, decision: str, approver: str, code: str, comment: str = 
                 "approver": approver,
                 "code": code,
                 "comment": comment,
+                "choice": choice,
             },
         )
     status = getattr(result.status, "value", str(result.status))

@@ -5,7 +5,7 @@ Commands come only from inventory values, quoted with :func:`shlex.quote`.
 Example::
 
     from flows.backup import backup_flow
-    backup_flow(dataset="orders-db")            # as a Prefect flow (deployment: backup)
+    backup_flow(datasets=["orders-db"])         # as a Prefect flow (deployment: backup)
 
     man = take_backup(ds, conn, store)           # the plain logic, e.g. for the lab seeder
 """
@@ -19,6 +19,8 @@ from pathlib import PurePosixPath
 from prefect import flow, get_run_logger
 
 from inventory.datasets import BackupFormat, Dataset
+from inventory.secrets import redact
+from tasks.errors import ContingencyError
 from tasks.ssh import SSHConnection, get_connection
 from tasks.ssh_stream import stream_stdout
 from tasks.storage import Manifest, Store
@@ -61,13 +63,39 @@ def take_backup(ds: Dataset, conn: SSHConnection, store: Store) -> Manifest:
 
 
 @flow(name="backup")
-def backup_flow(dataset: str, inventory_path: str | None = None) -> Manifest:
-    """Take a backup of the named dataset (schedulable deployment in prefect.yaml)."""
+def backup_flow(
+    datasets: list[str] | None = None, inventory_path: str | None = None
+) -> list[Manifest]:
+    """Take a backup of each named dataset (default: all), one after the other.
+
+    A failing dataset does not stop the others; the run fails if any failed.
+    """
     from inventory.loader import load_inventory
     from inventory.settings import get_settings
 
-    inv = load_inventory(inventory_path or get_settings().inventory_path)
-    ds = inv.datasets[dataset]
-    man = take_backup(ds, get_connection(inv.host(ds.host)), Store.for_location(ds.location))
-    get_run_logger().info("backup of %s: %s (%d bytes)", dataset, man.key, man.size)
-    return man
+    logger = get_run_logger()
+    inv = load_inventory(inventory_path or get_settings().inventory_path())
+    names = datasets or sorted(inv.datasets)
+    unknown = [n for n in names if n not in inv.datasets]
+    if unknown:
+        raise ValueError(f"unknown datasets: {', '.join(repr(n[:60]) for n in unknown)}")
+    done, failed = [], []
+    for name in names:
+        ds = inv.datasets[name]
+        try:
+            store = Store.for_location(ds.location)
+            store.ensure_bucket()
+            man = take_backup(ds, get_connection(inv.host(ds.host)), store)
+        except ContingencyError as exc:
+            logger.error("backup of %s failed: %s", name, redact(str(exc)))
+            failed.append(name)
+            continue
+        logger.info("backup of %s: %s (%d bytes, %.1fs)", name, man.key, man.size, man.duration_s)
+        done.append(man)
+    if failed:
+        raise BackupFailed(f"backups failed for: {', '.join(failed)}")
+    return done
+
+
+class BackupFailed(ContingencyError):
+    """One or more datasets could not be backed up."""

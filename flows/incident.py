@@ -42,7 +42,14 @@ class IncidentResult(BaseModel):
 def _run_name() -> str:
     alert = (flow_run.parameters or {}).get("alert")
     labels = alert.labels if isinstance(alert, Alert) else (alert or {}).get("labels") or {}
-    target = labels.get("service") or labels.get("host") or labels.get("link") or "?"
+    target = (
+        labels.get("service")
+        or labels.get("host")
+        or labels.get("link")
+        or labels.get("dataset")
+        or labels.get("target")
+        or "?"
+    )
     return f"{labels.get('alertname', 'alert')}-{target}"[:80]
 
 
@@ -174,7 +181,9 @@ def forced_route(plan: str, target: str | None, inv: Inventory) -> RouteDecision
         else "host"
         if target in inv.hosts
         else "link"
-        if target in getattr(inv, "links", {})
+        if target in inv.links
+        else "dataset"
+        if target in inv.datasets
         else None
     )
     if plan not in {p.value for p in PlanName}:
@@ -193,7 +202,11 @@ def forced_route(plan: str, target: str | None, inv: Inventory) -> RouteDecision
 
 @flow(name="incident", flow_run_name=_run_name, retries=0)
 def incident(
-    alert: Alert, dry_run: bool = False, plan: str | None = None, target: str | None = None
+    alert: Alert,
+    dry_run: bool = False,
+    plan: str | None = None,
+    target: str | None = None,
+    options: dict[str, str] | None = None,
 ) -> State:
     """Handle one alert end to end and write the incident report.
 
@@ -219,6 +232,7 @@ def incident(
             inv,
             policy=inv.gate_policy(plan.plan.value),
             two_person=plan.destructive,
+            choices=plan.choices or None,
             notify=lambda event, extra, code: pager.event(event, extra, code),
         )
         gates.append(gate)
@@ -262,6 +276,7 @@ def incident(
                 approve=approve,
                 dry_run=dry_run,
                 timeline=timeline,
+                options=dict(options or {}),
             )
             outcome = _run_locked(ctx, handle, dry_run)
     except (ContingencyError, InventoryError, KeyError) as exc:

@@ -79,6 +79,8 @@ class DrillTarget(_Model):
 class Dataset(_Model):
     """One piece of data the plan protects."""
 
+    name: str = ""
+    """Set by the loader from the YAML key."""
     host: Name
     path: str = Field(pattern=r"^/.*[^/]$")
     kind: DatasetKind = DatasetKind.file
@@ -97,6 +99,8 @@ class Dataset(_Model):
         is_archive = self.format in (BackupFormat.tar, BackupFormat.tar_gz)
         if (self.kind is DatasetKind.directory) != is_archive:
             raise ValueError(f"format {self.format.value!r} does not fit kind {self.kind.value!r}")
+        if self.drill and self.drill.host == self.host and self.drill.path == self.path:
+            raise ValueError("the drill path is the live path; drills need a sandbox")
         return self
 
     def object_key(self, stamp: str) -> str:

@@ -364,7 +364,38 @@ def _cross_check(c: _Collected) -> list[Problem]:
         *_check_person_roles(c),
         *_check_routing(c),
         *_check_network_hosts(c),
+        *_check_datasets(c),
     ]
+
+
+def _check_datasets(c: _Collected) -> list[Problem]:
+    """Datasets name their host, drill host and services; a service a restore stops
+    must be stoppable (systemd, or commands with ``stop`` and ``start``)."""
+    problems = []
+    for entry in c.named["datasets"].values():
+        for ref in (("host",), ("drill", "host")):
+            value: Any = entry.raw
+            for key in ref:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, str) and value not in c.named["hosts"]:
+                msg = f"unknown host {value!r} (not under hosts)"
+                problems.append(entry.doc.problem((*entry.path, *ref), msg))
+        services = _raw_field(entry, "services")
+        for i, name in enumerate(services if isinstance(services, list) else []):
+            svc = c.named["services"].get(name) if isinstance(name, str) else None
+            if svc is None:
+                msg = f"unknown service {name!r} (not under services)"
+                problems.append(entry.doc.problem((*entry.path, "services", i), msg))
+                continue
+            mgr = _raw_field(svc, "manager")
+            stoppable = mgr.get("stop") and mgr.get("start") if isinstance(mgr, dict) else True
+            if isinstance(mgr, dict) and mgr.get("kind") == "commands" and not stoppable:
+                msg = (
+                    f"service {name!r} is stopped during a restore but its manager has "
+                    "no stop/start commands"
+                )
+                problems.append(entry.doc.problem((*entry.path, "services", i), msg))
+    return problems
 
 
 def _check_network_hosts(c: _Collected) -> list[Problem]:
@@ -421,6 +452,7 @@ def _check_routing(c: _Collected) -> list[Problem]:
             target in c.named["services"]
             or target in c.named["hosts"]
             or target in c.named["links"]
+            or target in c.named["datasets"]
         ):
             msg = f"unknown target {target!r} (not a service or host)"
             problems.append(entry.doc.problem((*entry.path, "target"), msg))

@@ -92,14 +92,29 @@ class SystemdManager(_Model):
     def status_command(self) -> str:
         return f"{self._prefix()}systemctl is-active {shlex.quote(self.unit)}"
 
+    def stop_commands(self) -> list[str]:
+        return [f"{self._prefix()}systemctl stop {shlex.quote(self.unit)}"]
+
+    def start_commands(self) -> list[str]:
+        return [f"{self._prefix()}systemctl start {shlex.quote(self.unit)}"]
+
 
 class CommandsManager(_Model):
     kind: Literal["commands"] = "commands"
     restart: list[str] = Field(min_length=1)
     status: str | None = None
+    stop: list[str] = Field(default_factory=list)
+    """Needed when a dataset restore must stop the service (the loader checks)."""
+    start: list[str] = Field(default_factory=list)
 
     def restart_commands(self) -> list[str]:
         return list(self.restart)
+
+    def stop_commands(self) -> list[str]:
+        return list(self.stop)
+
+    def start_commands(self) -> list[str]:
+        return list(self.start)
 
     def status_command(self) -> str | None:
         return self.status

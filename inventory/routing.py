@@ -26,7 +26,7 @@ MAX_SHOWN = 80
 """Label values (and keys) longer than this are truncated in reasons."""
 MAX_LABELS_SHOWN = 20
 
-TargetKind = Literal["service", "host", "link"]
+TargetKind = Literal["service", "host", "link", "dataset"]
 
 
 class RouteDecision(BaseModel):
@@ -85,6 +85,8 @@ def _kind(name: str, inv: Inventory) -> TargetKind | None:
         return "host"
     if name in inv.links:
         return "link"
+    if name in inv.datasets:
+        return "dataset"
     return None
 
 

@@ -16,6 +16,7 @@ HANDLERS: dict[PlanName, str] = {
     PlanName.software_crash: "remediations.software_crash:handle",
     PlanName.network_outage: "remediations.network_outage:handle",
     PlanName.hardware_failure: "remediations.hardware_failure:handle",
+    PlanName.data_loss: "remediations.data_loss:handle",
 }
 
 

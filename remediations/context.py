@@ -38,6 +38,8 @@ class GateDecision(Protocol):
     def approver(self) -> str | None: ...
     @property
     def wait_s(self) -> float: ...
+    @property
+    def choice(self) -> str: ...
 
 
 GATE_OUTCOMES = {
@@ -69,6 +71,9 @@ class IncidentContext:
     commands: list[dict[str, object]] = field(default_factory=list)
     plan: Plan | None = None
     sections: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    """Typed-by-the-plan options from the CLI/API (e.g. ``restore_before``), never alert text."""
+    last_gate: GateDecision | None = None
 
     @property
     def target(self) -> str:
@@ -104,6 +109,7 @@ class IncidentContext:
         if plan.requires_approval:
             self.event("gate opened", "waiting for the command center")
             gate = self.approve(plan)
+            self.last_gate = gate
             by = f" by {gate.approver}" if gate.approver else ""
             self.event("gate closed", f"{gate.status}{by} after {gate.wait_s:.1f}s")
             if not gate.approved:

@@ -29,6 +29,9 @@ class Plan(BaseModel):
     destructive: bool = False
     """Destructive plans (restores, failovers, fencing) need two different approvers."""
     reason: str = ""
+    choices: list[str] = Field(default_factory=list)
+    """What the approver may pick in the sign-off form (e.g. restore points); the
+    plan's default is used when nobody picks."""
 
     @property
     def hosts(self) -> list[str]:

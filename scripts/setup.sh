@@ -11,6 +11,9 @@ command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v ip >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v arping >/dev/null || need+=(iputils-arping)
+# the data-loss plan: sqlite datasets are backed up and checked with sqlite3, disk-full tests use mkfs.ext4
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

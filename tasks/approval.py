@@ -35,6 +35,11 @@ class ApprovalInput(RunInput):
     approver: str = Field(description="your name in the inventory (command center)")
     code: str = Field(description="the one-time code sent to the command-center channel")
     comment: str = Field("", description="why")
+    choice: str = Field(
+        "",
+        description="only where the plan offers choices (e.g. a restore point): the one "
+        "you pick from the list above; empty = the plan's default",
+    )
 
 
 class GateAttempt(BaseModel):
@@ -54,6 +59,8 @@ class GateResult(BaseModel):
     closed_at: datetime
     description: str = ""
     attempts: list[GateAttempt] = Field(default_factory=list)
+    choice: str = ""
+    """The approvers' pick among the plan's choices ("" = the plan's default)."""
 
     @property
     def approved(self) -> bool:
@@ -74,9 +81,20 @@ def new_code() -> str:
 
 
 def refusal(
-    decision: str, who: str, code_valid: bool, allowed: set[str], approvers: list[str]
+    decision: str,
+    who: str,
+    code_valid: bool,
+    allowed: set[str],
+    approvers: list[str],
+    choice: str = "",
+    choices: list[str] | None = None,
+    chosen: str = "",
 ) -> str:
-    """Why a decision is refused ("" if it is accepted). Pure."""
+    """Why a decision is refused ("" if it is accepted). Pure.
+
+    ``choice`` must be one of ``choices`` (when given); a second approver may not pick
+    differently from the first (``chosen``).
+    """
     if who not in allowed:
         return f"{who!r} is not a command-center member"
     if not code_valid:
@@ -85,6 +103,11 @@ def refusal(
         return f"{decision!r} is set by the system only"
     if decision == "approve" and who in approvers:
         return f"{who} already approved; a second, different approver is needed"
+    if decision == "approve" and choice:
+        if choices is not None and choice not in choices:
+            return f"choice {choice[:80]!r} is not one of the offered choices"
+        if chosen and choice != chosen:
+            return f"choice {choice[:80]!r} differs from the first approver's {chosen[:80]!r}"
     return ""
 
 
@@ -98,8 +121,13 @@ def request_approval(
     policy: GatePolicy | None = None,
     notify: Notifier | None = None,
     two_person: bool = False,
+    choices: list[str] | None = None,
 ) -> GateResult:
-    """Wait for the command center's decision; see the module docstring."""
+    """Wait for the command center's decision; see the module docstring.
+
+    ``choices``: what an approver may pick in the form's ``choice`` field (e.g. restore
+    points); the accepted pick is ``GateResult.choice``.
+    """
     logger = get_run_logger()
     policy = policy or GatePolicy()
     allowed = {p.name for p in inv.members(RoleName.command_center)}
@@ -110,6 +138,7 @@ def request_approval(
     code, nonce = new_code(), secrets.token_hex(16)
     send("gate_opened", {}, code)
     note = ""
+    chosen = ""
     with GateWatch(policy, nonce, lambda ev, code_: send(ev, {}, code_), lambda: code) as watch:
         for n in range(1000):
             form = ApprovalInput.with_initial_data(
@@ -120,7 +149,11 @@ def request_approval(
             now = datetime.now(UTC)
 
             def close(
-                status: str, who: list[str], comment: str = answer.comment, _now: datetime = now
+                status: str,
+                who: list[str],
+                comment: str = answer.comment,
+                _now: datetime = now,
+                pick: str = "",
             ) -> GateResult:
                 return GateResult(
                     status=status,
@@ -130,6 +163,7 @@ def request_approval(
                     closed_at=_now,
                     description=description,
                     attempts=attempts,
+                    choice=pick,
                 )
 
             system = hmac.compare_digest(answer.code.encode(), nonce.encode())
@@ -138,7 +172,8 @@ def request_approval(
                 return close(answer.decision, approvers)
             who = answer.approver.strip()[:64]
             valid = hmac.compare_digest(answer.code.strip().encode(), code.encode())
-            reason = refusal(answer.decision, who, valid, allowed, approvers)
+            pick = answer.choice.strip()
+            reason = refusal(answer.decision, who, valid, allowed, approvers, pick, choices, chosen)
             attempts.append(
                 GateAttempt(
                     at=now,
@@ -157,13 +192,14 @@ def request_approval(
             if answer.decision == "reject":
                 return close("rejected", [who])
             approvers.append(who)
+            chosen = chosen or pick
             if (policy.two_person or two_person) and len(approvers) < 2:
                 code = new_code()  # one-time: the second approver gets a fresh code
                 summary = f"Approved by {who}; a second approver is needed (two-person rule)."
                 send("gate_opened", {"summary": summary}, code)
                 note = f"> Approved by **{who}**. A second, different approver is needed.\n\n"
                 continue
-            return close("approved", approvers)
+            return close("approved", approvers, pick=chosen)
     raise RuntimeError("gate: too many attempts")
 
 

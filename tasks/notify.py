@@ -42,6 +42,7 @@ ROUTES: dict[str, tuple[RoleName, ...]] = {
     ),
     "escalation": (R.command_center, R.operations, R.tech_support),
     "failure": tuple(R),
+    "drill_failed": (R.command_center, R.operations, R.tech_support),
 }
 
 

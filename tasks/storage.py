@@ -32,6 +32,7 @@ from urllib3.exceptions import HTTPError
 
 from inventory.datasets import BackupLocation
 from inventory.secrets import resolve_secret
+from inventory.settings import Settings
 from tasks.errors import ContingencyError
 
 PART_SIZE = 16 * 1024 * 1024
@@ -73,7 +74,7 @@ class RestorePoint(BaseModel):
         return ((now or datetime.now(UTC)) - self.manifest.created).total_seconds()
 
 
-def make_client(loc: BackupLocation) -> Any:
+def make_client(loc: BackupLocation, settings: Settings | None = None) -> Any:
     """A boto3 S3 client for ``loc``: path-style, checksums when_required, bounded retries."""
     cfg = Config(
         s3={"addressing_style": "path"},
@@ -87,8 +88,8 @@ def make_client(loc: BackupLocation) -> Any:
         "s3",
         endpoint_url=loc.endpoint,
         region_name=loc.region,
-        aws_access_key_id=resolve_secret(loc.key_id_ref).get_secret_value(),
-        aws_secret_access_key=resolve_secret(loc.key_ref).get_secret_value(),
+        aws_access_key_id=resolve_secret(loc.key_id_ref, settings).get_secret_value(),
+        aws_secret_access_key=resolve_secret(loc.key_ref, settings).get_secret_value(),
         config=cfg,
     )
 
@@ -100,8 +101,8 @@ class Store:
         self.client, self.bucket = client, bucket
 
     @classmethod
-    def for_location(cls, loc: BackupLocation) -> Store:
-        return cls(make_client(loc), loc.bucket)
+    def for_location(cls, loc: BackupLocation, settings: Settings | None = None) -> Store:
+        return cls(make_client(loc, settings), loc.bucket)
 
     def _err(self, key: str, exc: Exception) -> StorageError:
         code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""

@@ -131,13 +131,29 @@ def start_lab(
         + yaml.safe_dump({"services": _render_services(services, hosts, ports)}, sort_keys=False)
     )
     for extra in sorted(EXAMPLE.glob("*.yaml")):  # people, routing, rails, ...
-        if extra.name not in ("hosts.yaml", "services.yaml"):
+        if extra.name not in ("hosts.yaml", "services.yaml", "datasets.yaml"):
             shutil.copyfile(extra, inv_dir / extra.name)
+    _start_datasets(settings, inv_dir, run_dir, header)
     from contingency.lab.netlab_launch import start_netlabs
 
     for note in start_netlabs(settings, inv_dir, pub, KEY_SECRET):
         print(f"lab: {note}", file=sys.stderr)
     return inv_dir
+
+
+def _start_datasets(settings: Settings, inv_dir: Path, run_dir: Path, header: str) -> None:
+    """The lab's S3 server, its datasets' sample data and one seeded backup of each."""
+    from contingency.lab import datasets
+    from contingency.lab.s3 import start_s3
+
+    srv = start_s3(settings.lab_dir / "s3")
+    (run_dir / "s3.pid").write_text(str(srv.proc.pid))
+    datasets.write_secrets(settings)
+    datasets.create_sample_data(settings)
+    rendered = datasets.render(EXAMPLE / "datasets.yaml", settings, srv.endpoint)
+    (inv_dir / "datasets.yaml").write_text(header + yaml.safe_dump(rendered, sort_keys=False))
+    for note in datasets.seed_backups(settings, inv_dir):
+        print(f"lab: {note}", file=sys.stderr)
 
 
 def stop_lab(settings: Settings) -> list[str]:

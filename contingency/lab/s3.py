@@ -91,7 +91,10 @@ def start_s3(data_dir: Path, s3_port: int | None = None, timeout: float = 30.0) 
         "-volume.max=200", "-master.volumeSizeLimitMB=128",
     ]  # fmt: skip
     log = open(data_dir / "weed.log", "ab")  # noqa: SIM115 - owned by the child
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=data_dir)
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=data_dir,
+        start_new_session=True,  # the lab's S3 outlives `contingency up`
+    )  # fmt: skip
     srv = S3Server(proc, s3p, data_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

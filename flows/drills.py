@@ -1,0 +1,191 @@
+"""Scheduled drills (定期组织应急处置演练): backup-restore drills into a sandbox.
+
+A restore drill takes, for each dataset with a ``drill`` target (or those named), the
+latest backup, restores it into the drill sandbox (never the live path) with the same
+code and checks a real restore uses (SHA-256, format, verify command), measures RTO
+(wall time of the restore) and RPO (age of the backup), compares them with the
+dataset's targets and cleans the sandbox. Results: a table artifact per run and a
+keyed markdown artifact per dataset (``drill-<dataset>``: its history is the
+artifact's versions); a notification when a drill fails or misses a target. The run
+ends ``DrillFailed`` (a Failed state) if any dataset did.
+
+Deployed with a daily cron in prefect.yaml (``restore-drill``).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
+from pydantic import BaseModel
+
+from inventory.datasets import Dataset
+from inventory.loader import load_inventory
+from inventory.models import Inventory
+from inventory.secrets import install_redaction, redact
+from inventory.settings import get_settings
+from tasks.errors import ContingencyError
+from tasks.notify import Pager
+from tasks.restore import restore_point
+from tasks.ssh import close_all, current_run_id, get_connection
+from tasks.storage import RestorePoint, Store
+
+
+class DrillResult(BaseModel):
+    dataset: str
+    ok: bool
+    """Restored and verified in the sandbox."""
+    met_targets: bool = False
+    key: str = ""
+    size: int = 0
+    rto_s: float = 0.0
+    rto_target_s: int = 0
+    rpo_s: float = 0.0
+    rpo_target_s: int = 0
+    reason: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.ok and self.met_targets
+
+
+class DrillReport(BaseModel):
+    results: list[DrillResult]
+
+    @property
+    def failed(self) -> list[DrillResult]:
+        return [r for r in self.results if not r.passed]
+
+
+def _latest(points: list[RestorePoint]) -> RestorePoint | None:
+    return max(points, key=lambda p: p.manifest.created) if points else None
+
+
+def drill_dataset(name: str, ds: Dataset, inv: Inventory) -> DrillResult:
+    """Restore the latest backup of ``ds`` into its sandbox, measure and clean up."""
+    base = DrillResult(dataset=name, ok=False, rto_target_s=ds.rto_s, rpo_target_s=ds.rpo_s)
+    if ds.drill is None:
+        return base.model_copy(update={"reason": "no drill target in the inventory"})
+    sandbox = ds.drill.path
+    try:
+        point = _latest(Store.for_location(ds.location).restore_points(ds.location.prefix))
+        if point is None:
+            return base.model_copy(update={"reason": "no backups found"})
+        rpo = point.age_s()
+        base = base.model_copy(update={"key": point.key, "size": point.manifest.size, "rpo_s": rpo})
+        conn = get_connection(inv.host(ds.drill.host))
+        q = shlex.quote(sandbox)
+        parent = shlex.quote(str(PurePosixPath(sandbox).parent))
+        clean = f"rm -rf {q} {q}.contingency-old-*"
+        prep = conn.run(f"mkdir -p {parent} && {clean}", timeout=120)
+        if not prep.ok:
+            return base.model_copy(update={"reason": f"cannot prepare the sandbox {sandbox}"})
+        started = time.monotonic()
+        store = Store.for_location(ds.location)
+        res = restore_point(ds, conn, store, point, target=sandbox)
+        rto = time.monotonic() - started
+        conn.run(clean, timeout=120)
+    except ContingencyError as exc:
+        return base.model_copy(update={"reason": redact(str(exc))})
+    misses = []
+    if rto > ds.rto_s:
+        misses.append(f"RTO missed: {rto:.1f}s > {ds.rto_s}s")
+    if rpo > ds.rpo_s:
+        misses.append(f"RPO missed: backup is {rpo:.0f}s old > {ds.rpo_s}s")
+    reason = res.reason if not res.ok else "; ".join(misses) or "restored and verified"
+    return base.model_copy(
+        update={"ok": res.ok, "met_targets": not misses, "rto_s": round(rto, 2), "reason": reason}
+    )
+
+
+def artifact_key(name: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only.
+
+    >>> artifact_key("Orders_DB.v2")
+    'drill-orders-db-v2'
+    """
+    return "drill-" + re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+
+
+def _row(r: DrillResult) -> dict[str, object]:
+    return {
+        "dataset": r.dataset,
+        "result": "pass" if r.passed else "FAIL",
+        "restore point": r.key or "—",
+        "bytes": r.size,
+        "RTO s (target)": f"{r.rto_s:.1f} ({r.rto_target_s})",
+        "RPO s (target)": f"{r.rpo_s:.0f} ({r.rpo_target_s})",
+        "detail": r.reason,
+    }
+
+
+def _publish(report: DrillReport) -> None:
+    now = datetime.now(UTC)
+    create_table_artifact(
+        table=[_row(r) for r in report.results],
+        key="restore-drill",
+        description=f"Restore drill {now:%Y-%m-%d %H:%M} UTC: "
+        f"{len(report.results) - len(report.failed)}/{len(report.results)} passed",
+    )
+    for r in report.results:
+        lines = [f"### Restore drill {now:%Y-%m-%d %H:%M:%S} UTC — {r.dataset}", ""]
+        lines += [f"- **{k}**: {v}" for k, v in _row(r).items()]
+        create_markdown_artifact(
+            markdown="\n".join(lines),
+            key=artifact_key(r.dataset),
+            description=f"{'pass' if r.passed else 'FAIL'}: {r.reason}"[:500],
+        )
+
+
+def _run_link() -> str:
+    from prefect.utilities.urls import url_for
+
+    return (url_for("flow-run", obj_id=str(flow_run.id)) or "") if flow_run.id else ""
+
+
+@flow(name="restore-drill")
+def restore_drill(datasets: list[str] | None = None, inventory_path: str | None = None) -> State:
+    """Drill every dataset that has a drill target (or the named ones)."""
+    install_redaction()
+    logger = get_run_logger()
+    inv = load_inventory(inventory_path or get_settings().inventory_path())
+    names = datasets or sorted(n for n, d in inv.datasets.items() if d.drill is not None)
+    results = []
+    try:
+        for name in names:
+            if name not in inv.datasets:
+                results.append(DrillResult(dataset=name[:80], ok=False, reason="unknown dataset"))
+                continue
+            r = drill_dataset(name, inv.datasets[name], inv)
+            logger.info("drill %s: %s — %s", name, "pass" if r.passed else "FAIL", r.reason)
+            results.append(r)
+    finally:
+        close_all(current_run_id())
+    report = DrillReport(results=results)
+    _publish(report)
+    if not report.failed:
+        return Completed(message=f"{len(results)} datasets drilled, all passed", data=report)
+    summary = "; ".join(f"{r.dataset}: {r.reason}" for r in report.failed)
+    pager = Pager(
+        inv,
+        get_settings().language,
+        {
+            "drill": "restore drill",
+            "failed": len(report.failed),
+            "total": len(results),
+            "summary": summary,
+            "link": _run_link(),
+        },
+    )
+    pager.event("drill_failed")
+    for d in pager.flush():
+        if not d.ok:
+            logger.warning("drill notification via %s failed: %s", d.channel, d.error)
+    return Failed(name="DrillFailed", message=summary[:500], data=report)

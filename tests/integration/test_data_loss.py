@@ -1,0 +1,161 @@
+"""The data-loss plan through the real stack: alert → two sign-offs → restore from the lab's
+real SeaweedFS onto a real lab host over SSH → services stopped and started around the
+swap → live data identical to the backup, the old copy kept."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from contingency.alerts import alertmanager_payload
+from contingency.gates import decide, open_gates
+from contingency.lab.inbox import read
+from contingency.waiting import wait_for_run
+from inventory.loader import load_inventory
+from tasks.storage import MANIFEST_SUFFIX, Store
+from tests.fixtures_stack import Stack, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _store(stack: Stack, dataset: str) -> tuple[Store, object]:
+    ds = load_inventory(stack.inventory).datasets[dataset]
+    return Store.for_location(ds.location, stack.settings), ds
+
+
+def _bytes_of(store: Store, key: str) -> bytes:
+    buf = io.BytesIO()
+    store.download_to(key, buf.write, expect=store.manifest(key))
+    return buf.getvalue()
+
+
+def _open(stack: Stack, dataset: str) -> str:
+    labels = {"alertname": "DataLoss", "dataset": dataset, "test": uuid.uuid4().hex}
+    resp = stack.post("/webhook/alertmanager", alertmanager_payload(labels))
+    run_id = resp.json()["incidents"][0]["flow_run_id"]
+    wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), 60, what="gate open")
+    return run_id
+
+
+def _codes(stack: Stack, run_id: str) -> list[str]:
+    msgs = read(stack.state_dir / "lab" / "inbox.jsonl", "/cc")
+    return [
+        m.group(1)
+        for msg in msgs
+        if run_id in str(msg.get("message", ""))
+        and (m := re.search(r"code: (\d{6})", str(msg["message"])))
+    ]
+
+
+def _next_code(stack: Stack, run_id: str, n: int) -> str:
+    """The n-th one-time code sent for this run (1-based)."""
+    codes = wait_for(lambda: _codes(stack, run_id)[n - 1 :] or None, 30, what=f"code {n}")
+    return codes[0]
+
+
+def _decide(run_id: str, *args: str) -> None:
+    """Submit a decision once the gate is (again) waiting for one."""
+
+    def paused() -> bool:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(uuid.UUID(run_id)).state
+        return bool(state and state.is_paused())
+
+    wait_for(paused, 60, what="gate waiting")
+    decide(run_id, "approve", *args)
+
+
+def _report(stack: Stack, run_id: str) -> str:
+    return (stack.state_dir / "reports" / f"incident-{run_id}.md").read_text()
+
+
+@pytest.fixture
+def report_db(lab_stack: Stack) -> Iterator[tuple[Path, Store, list[str]]]:
+    """The lab's report-db with two restore points (the seeded one and a newer one)."""
+    from flows.backup import take_backup
+    from tasks.ssh import SSHConnection
+
+    inv = load_inventory(lab_stack.inventory)
+    store, ds = _store(lab_stack, "report-db")
+    live = Path(ds.path)  # type: ignore[attr-defined]
+    conn = SSHConnection.connect(inv.host("db1"), lab_stack.settings)
+    try:
+        take_backup(ds, conn, store)  # type: ignore[arg-type]
+    finally:
+        conn.close()
+    keys = [p.key for p in store.restore_points("report-db")]
+    yield live, store, keys
+    for p in live.parent.glob("report.sqlite.contingency-old-*"):
+        p.unlink()
+
+
+def test_restore_needs_two_approvers_and_puts_back_the_picked_backup(
+    lab_stack: Stack, report_db: tuple[Path, Store, list[str]]
+) -> None:
+    live, store, keys = report_db
+    older = keys[0]
+    wanted = _bytes_of(store, older)
+    live.write_bytes(b"this database was destroyed")
+    run_id = _open(lab_stack, "report-db")
+    # an approver may only pick one of the offered restore points
+    _decide(run_id, "zhang.wei", _next_code(lab_stack, run_id, 1), "go", "nope/x.sqlite")
+    _decide(run_id, "zhang.wei", _next_code(lab_stack, run_id, 1), "go", older)
+    code2 = _next_code(lab_stack, run_id, 2)  # two-person rule: a fresh code
+    _decide(run_id, "li.na", code2, "agreed", older)
+    run = wait_for_run(run_id, timeout_s=120)
+    text = _report(lab_stack, run_id)
+    assert run.state is not None and run.state.is_completed(), (run.state, text)
+    assert hashlib.sha256(live.read_bytes()).digest() == hashlib.sha256(wanted).digest()
+    kept = list(live.parent.glob("report.sqlite.contingency-old-*"))
+    assert [p.read_bytes() for p in kept] == [b"this database was destroyed"]
+    assert "is not one of the offered choices" in text
+    assert "labctl stop report" in text and "labctl start report" in text
+    assert f"picked by the approvers: {older}" in text and "restored" in text
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+    assert any(a.type == "progress" and a.data == 100.0 for a in arts), [a.type for a in arts]
+
+
+@pytest.fixture
+def corrupt_latest(lab_stack: Stack) -> Iterator[tuple[Path, bytes]]:
+    """A newer web-content backup whose bytes do not match its manifest."""
+    store, ds = _store(lab_stack, "web-content")
+    [first, *_] = store.restore_points("web-content")
+    bogus = "web-content/29991231T000000000000Z.tar.gz"
+    man = first.manifest.model_copy(update={"key": bogus, "created": first.manifest.created})
+    man = man.model_copy(update={"created": man.created.replace(year=2999)})
+    body = _bytes_of(store, first.key)
+    store.client.put_object(Bucket=store.bucket, Key=bogus, Body=body[:-10] + b"0123456789")
+    store.client.put_object(
+        Bucket=store.bucket, Key=bogus + MANIFEST_SUFFIX, Body=man.model_dump_json().encode()
+    )
+    index = Path(ds.path) / "index.html"  # type: ignore[attr-defined]
+    index.write_text("<h1>changed after the backup</h1>\n")
+    yield index.parent, index.read_bytes()
+    store.client.delete_object(Bucket=store.bucket, Key=bogus)
+    store.client.delete_object(Bucket=store.bucket, Key=bogus + MANIFEST_SUFFIX)
+
+
+def test_corrupt_backup_leaves_live_data_untouched(
+    lab_stack: Stack, corrupt_latest: tuple[Path, bytes]
+) -> None:
+    www, before = corrupt_latest
+    run_id = _open(lab_stack, "web-content")
+    _decide(run_id, "zhang.wei", _next_code(lab_stack, run_id, 1))
+    _decide(run_id, "li.na", _next_code(lab_stack, run_id, 2))
+    run = wait_for_run(run_id, timeout_s=120)
+    assert run.state is not None and run.state.name == "Escalated"
+    assert (www / "index.html").read_bytes() == before
+    assert sorted(p.name for p in www.parent.iterdir()) == ["www"]  # nothing left beside it
+    text = _report(lab_stack, run_id)
+    assert "restore_failed" in text and "download failed, live data untouched" in text
