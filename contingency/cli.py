@@ -25,6 +25,16 @@ app.add_typer(plans_app, name="plans")
 out = Console()
 err = Console(stderr=True)
 
+
+def _register_data_commands() -> None:
+    from contingency.restores import backups_app, restore
+
+    app.add_typer(backups_app, name="backups")
+    app.command("restore")(restore)
+
+
+_register_data_commands()
+
 StateDir = Annotated[Path | None, typer.Option("--state-dir", help="default ~/.contingency")]
 
 

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
+import shutil
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +164,59 @@ def test_corrupt_backup_leaves_live_data_untouched(
     assert sorted(p.name for p in www.parent.iterdir()) == ["www"]  # nothing left beside it
     text = _report(lab_stack, run_id)
     assert "restore_failed" in text and "download failed, live data untouched" in text
+
+
+def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "contingency", *args, "--state-dir", str(stack.state_dir)],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_cli_lists_backups_and_plans_a_restore(lab_stack: Stack) -> None:
+    store, _ = _store(lab_stack, "web-content")
+    keys = [p.key for p in store.restore_points("web-content")]
+    listed = _cli(lab_stack, "backups", "list", "web-content")
+    assert listed.returncode == 0, listed.stderr
+    assert all(k in listed.stdout for k in keys) and "within" in listed.stdout
+    assert _cli(lab_stack, "backups", "list", "no-such").returncode == 2
+    plan = _cli(lab_stack, "restore", "web-content", "--dry-run")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "dry_run" in plan.stdout and "tar -tzf" in plan.stdout
+    early = _cli(lab_stack, "restore", "web-content", "--at", "2000-01-01T00:00:00", "--dry-run")
+    assert early.returncode == 1 and "no backups found taken before 2000-01-01" in early.stdout
+    assert _cli(lab_stack, "restore", "web-content", "--at", "yesterday").returncode == 2
+
+
+def test_cli_restore_follows_the_gate_and_the_download(lab_stack: Stack) -> None:
+    _, ds = _store(lab_stack, "web-content")
+    www = Path(ds.path)  # type: ignore[attr-defined]
+    (www / "index.html").write_text("vandalised")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "contingency", "restore", "web-content",
+         "--state-dir", str(lab_stack.state_dir)],
+        env={**env, "COLUMNS": "200"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        wait_for(lambda: any("waiting for sign-off" in line for line in lines), 60, "CLI gate")
+        run_id = open_gates()[0].flow_run_id
+        _decide(run_id, "zhang.wei", _next_code(lab_stack, run_id, 1))
+        _decide(run_id, "li.na", _next_code(lab_stack, run_id, 2))
+        proc.wait(timeout=120)
+        reader.join(10)
+    finally:
+        proc.kill()
+    output = "".join(lines)
+    assert proc.returncode == 0, output
+    assert "100.0%" in output and "restored" in output
+    assert (www / "index.html").read_text() == "<h1>Contingency lab</h1>\n"
+    for old in www.parent.glob("www.contingency-old-*"):
+        shutil.rmtree(old)
