@@ -95,3 +95,74 @@ def test_disk_full_leaves_live_untouched(setup, small_fs: Path) -> None:
     assert not res.ok and "download failed" in res.reason, res.reason
     assert live.read_bytes() == b"current"
     assert sorted(p.name for p in small_fs.iterdir()) == ["data.bin", "filler", "lost+found"]
+
+
+@pytest.fixture()
+def own_s3(tmp_path: Path):
+    """A SeaweedFS server of this test's own (the test kills it)."""
+    from contingency.lab.s3 import start_s3
+
+    servers = [start_s3(tmp_path / "s3")]
+    yield servers
+    for srv in servers:
+        if srv.proc.poll() is None:
+            srv.kill()  # throw-away data: no graceful shutdown needed
+
+
+def _big_setup(own_s3, ssh_host: Host, tmp_path: Path):
+    from tests.fixtures_s3 import KEY, KEY_ID
+
+    loc = BackupLocation(
+        bucket="kill", prefix="ds", endpoint=own_s3[0].endpoint, key_id_ref=KEY_ID, key_ref=KEY
+    )
+    store = Store.for_location(loc)
+    store.ensure_bucket()
+    conn = SSHConnection.connect(ssh_host, Settings(ssh_connect_timeout=5.0))
+    (tmp_path / "live").mkdir()
+    live = tmp_path / "live" / "data.bin"
+    live.write_bytes(os.urandom(48 * 1024 * 1024))
+    ds = Dataset(host="h", path=str(live), location=loc)
+    take_backup(ds, conn, store)
+    [point] = store.restore_points("ds")
+    backup = live.read_bytes()
+    live.write_bytes(b"current")
+    return ds, conn, store, point, live, backup
+
+
+def test_s3_killed_mid_download_resumes_with_a_ranged_get(
+    own_s3, ssh_host: Host, s3_server, tmp_path: Path
+) -> None:
+    from contingency.lab.s3 import start_s3
+
+    ds, conn, store, point, live, backup = _big_setup(own_s3, ssh_host, tmp_path)
+    killed: list[int] = []
+
+    def progress(done: int) -> None:
+        if not killed and done >= 8 * 1024 * 1024:
+            killed.append(done)
+            own_s3[0].kill()  # mid-download, as a crash would
+            own_s3.append(start_s3(own_s3[0].data_dir, s3_port=own_s3[0].port))
+
+    res = restore_point(ds, conn, store, point, progress=progress)
+    conn.close()
+    assert killed and res.ok, res.reason
+    assert live.read_bytes() == backup
+
+
+def test_s3_killed_for_good_leaves_live_untouched(
+    own_s3, ssh_host: Host, s3_server, tmp_path: Path
+) -> None:
+    ds, conn, store, point, live, _ = _big_setup(own_s3, ssh_host, tmp_path)
+    killed: list[int] = []
+
+    def progress(done: int) -> None:
+        if not killed and done >= 8 * 1024 * 1024:
+            killed.append(done)
+            own_s3[0].kill()
+
+    res = restore_point(ds, conn, store, point, progress=progress)
+    conn.close()
+    assert killed and not res.ok
+    assert "download failed, live data untouched" in res.reason and "gave up" in res.reason
+    assert live.read_bytes() == b"current"
+    assert sorted(p.name for p in live.parent.iterdir()) == ["data.bin"]
