@@ -25,7 +25,15 @@ from remediations.context import IncidentContext, Outcome
 from remediations.plan import Action, Plan
 from remediations.software_crash import verify_recovery
 from tasks.errors import ContingencyError
-from tasks.restore import RestoreHooks, RestoreResult, format_check, restore_point, verify_command
+from tasks.restore import (
+    RestoreHooks,
+    RestoreResult,
+    host_check_command,
+    restore_paths,
+    restore_point,
+    swap_command,
+    verify_command,
+)
 from tasks.ssh import get_connection, run_ssh
 from tasks.storage import RestorePoint, Store
 
@@ -74,37 +82,33 @@ def _age(point: RestorePoint, now: datetime | None = None) -> str:
 
 
 def build_plan(ds_name: str, ds: Dataset, inv: Inventory, point: RestorePoint) -> Plan:
-    """The exact commands a restore of ``point`` runs (pure: no I/O)."""
+    """The exact commands a restore of ``point`` runs (pure: no I/O); ``<time>`` stands
+    for the restore's timestamp in the temporary and kept paths."""
     live = ds.path
-    copy = f"{live}.contingency-new-<time>"
+    dl, staged, aside = restore_paths(live, "<time>")
     stops = [(s, c) for s in ds.services for c in inv.service(s).manager.stop_commands()]
     starts = [(s, c) for s in ds.services for c in inv.service(s).manager.start_commands()]
     src = f"s3://{ds.location.bucket}/{point.key}"
     actions = [
         Action(
             host=ds.host,
-            command=f"(SFTP) {src} → {copy} (SHA-256 {point.manifest.sha256[:12]}…, "
+            command=f"(SFTP) {src} → {dl} (SHA-256 {point.manifest.sha256[:12]}…, "
             f"{point.manifest.size} bytes)",
-            description="download beside the live data, checksum on the fly",
+            description="download beside the live data, SHA-256 on the fly",
         ),
-        Action(host=ds.host, command=f"sha256sum {copy}", description="checksum on the host"),
-        Action(host=ds.host, command=format_check(ds, copy), description="format check"),
-        Action(host=ds.host, command=verify_command(ds, copy), description="verify the copy"),
+        Action(
+            host=ds.host,
+            command=host_check_command(ds, dl, staged, point.manifest.sha256),
+            description="SHA-256 on the host, format check, stage, verify the copy",
+        ),
         *[
             Action(host=inv.service(s).host, command=c, description=f"stop {s}", risk="medium")
             for s, c in stops
         ],
         Action(
             host=ds.host,
-            command=f"mv {live} {live}.contingency-old-<time>",
-            description="move live data aside (kept)",
-            risk="high",
-            idempotent=False,
-        ),
-        Action(
-            host=ds.host,
-            command=f"mv {copy} {live}",
-            description="put the restored data in place",
+            command=swap_command(live, staged, aside),
+            description="move live data aside (kept) and put the restored data in place",
             risk="high",
             idempotent=False,
         ),

@@ -15,7 +15,9 @@ Example::
 
 from __future__ import annotations
 
+import queue
 import shlex
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +54,42 @@ class RestoreResult(BaseModel):
     reason: str = ""
 
 
+class PipelinedWriter:
+    """Hands chunks to ``write`` on a background thread through a bounded queue, so the
+    S3 download (and its SHA-256) and the SFTP upload run at the same time; memory
+    stays bounded by ``depth`` chunks. A failed write is raised on the next ``write``
+    or at exit."""
+
+    def __init__(self, write: Callable[[bytes], object], depth: int = 8) -> None:
+        self._write = write
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="sftp-writer", daemon=True)
+
+    def _drain(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(chunk)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                    self._error = exc
+
+    def write(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+
+    def __enter__(self) -> PipelinedWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and exc[0] is None:
+            raise self._error
+
+
 def _q(p: str) -> str:
     return shlex.quote(p)
 
@@ -71,6 +109,57 @@ def verify_command(ds: Dataset, path: str) -> str:
     return ds.verify.replace("{path}", _q(path)) if ds.verify else "true"
 
 
+CHECK_FAILURES = {
+    11: "download failed, live data untouched: the copy on the host does not match the "
+    "manifest's SHA-256 (disk full or short write?)",
+    12: "format check failed, live data untouched",
+    13: "staging failed (disk full?), live data untouched",
+    14: "verify command failed, live data untouched",
+}
+
+
+def restore_paths(live: str, tag: str) -> tuple[str, str, str]:
+    """(download, staged, aside) paths beside ``live``: same filesystem, atomic renames."""
+    parent, name = str(PurePosixPath(live).parent), PurePosixPath(live).name
+    return (
+        f"{parent}/.{name}.contingency-download-{tag}",
+        f"{parent}/.{name}.contingency-new-{tag}",
+        f"{parent}/{name}.contingency-old-{tag}",
+    )
+
+
+def host_check_command(ds: Dataset, dl: str, staged: str, sha256: str) -> str:
+    """On the host: SHA-256 of the copy (openssl if present: SHA-NI; else sha256sum) →
+    format check → stage (unpack archives) → verify command; exits 11..14 at the first
+    failing step (see CHECK_FAILURES)."""
+    q = _q(dl)
+    digest = (
+        f"h=$( (command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r {q} || "
+        f"sha256sum {q}) | cut -d' ' -f1)"
+    )
+    if ds.kind is DatasetKind.directory:
+        flag = "z" if ds.format is BackupFormat.tar_gz else ""
+        stage = f"mkdir {_q(staged)} && tar -C {_q(staged)} -x{flag}f {q} && rm -f {q}"
+    else:
+        stage = f"mv {q} {_q(staged)}"
+    return (
+        f'{digest} && [ "$h" = {_q(sha256)} ] || exit 11; ({format_check(ds, dl)}) || exit 12; '
+        f"({stage}) || exit 13; ({verify_command(ds, staged)}) || exit 14"
+    )
+
+
+def swap_command(live: str, staged: str, aside: str) -> str:
+    """Move live data aside (kept) and the staged copy into place. Exit 0: swapped, old
+    data at ``aside``; 3: swapped, there was no live data; 21: could not move live data
+    aside; 22: the rename failed and the live data was put back."""
+    lv, st, asd = _q(live), _q(staged), _q(aside)
+    return (
+        f"if [ -e {lv} ] || [ -L {lv} ]; then mv {lv} {asd} || exit 21; had=1; else had=0; fi; "
+        f"mv {st} {lv} || {{ [ $had = 1 ] && mv {asd} {lv}; exit 22; }}; "
+        "[ $had = 1 ] && exit 0; exit 3"
+    )
+
+
 def restore_point(
     ds: Dataset, conn: SSHConnection, store: Store, point: RestorePoint,
     target: str | None = None, progress: Callable[[int], None] | None = None,
@@ -78,12 +167,7 @@ def restore_point(
 ) -> RestoreResult:  # fmt: skip
     """Restore ``point`` to ``target`` (default: the dataset's live path) on ``conn``'s host."""
     live = target or ds.path
-    tag = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    parent = str(PurePosixPath(live).parent)
-    name = PurePosixPath(live).name
-    dl = f"{parent}/.{name}.contingency-download-{tag}"
-    staged = f"{parent}/.{name}.contingency-new-{tag}"
-    aside = f"{parent}/{name}.contingency-old-{tag}"
+    dl, staged, aside = restore_paths(live, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
     res = RestoreResult(dataset_path=live, key=point.key, ok=False)
     hooks = hooks or RestoreHooks()
 
@@ -100,56 +184,47 @@ def restore_point(
         try:
             with sftp.open(dl, "wb") as f:
                 f.set_pipelined(True)
-                store.download_to(point.key, f.write, expect=point.manifest, progress=progress)
+                with PipelinedWriter(f.write) as sink:
+                    store.download_to(
+                        point.key, sink.write, expect=point.manifest, progress=progress
+                    )
         finally:
             sftp.close()
     except (ContingencyError, OSError) as exc:
         cleanup()
         return res.model_copy(update={"reason": f"download failed, live data untouched: {exc}"})
     # The bytes streamed matched the manifest; check the bytes that landed on the host
-    # too (a full disk or a short write must never reach the swap).
-    landed = conn.run(f"sha256sum {_q(dl)}", timeout=600)
-    hooks.record(landed)
-    if not landed.ok or landed.stdout_tail.split()[:1] != [point.manifest.sha256]:
+    # too (a full disk or a short write must never reach the swap), then the format,
+    # stage and verify — one command (each SSH command costs a round of sshd work).
+    checked = conn.run(host_check_command(ds, dl, staged, point.manifest.sha256), timeout=600)
+    hooks.record(checked)
+    if not checked.ok:
         cleanup()
-        return res.model_copy(
-            update={
-                "reason": "download failed, live data untouched: the copy on the host does not "
-                "match the manifest's SHA-256 (disk full or short write?)"
-            }
+        why = CHECK_FAILURES.get(
+            checked.exit_code or -1,
+            f"checks on the host failed (exit {checked.exit_code}), live data untouched",
         )
-    if not run(format_check(ds, dl)):
-        cleanup()
-        return res.model_copy(update={"reason": "format check failed, live data untouched"})
-    if ds.kind is DatasetKind.directory:
-        flag = "z" if ds.format is BackupFormat.tar_gz else ""
-        ok = run(f"mkdir {_q(staged)} && tar -C {_q(staged)} -x{flag}f {_q(dl)} && rm -f {_q(dl)}")
-    else:
-        ok = run(f"mv {_q(dl)} {_q(staged)}")
-    if not ok:
-        cleanup()
-        return res.model_copy(update={"reason": "staging failed (disk full?), live data untouched"})
-    if not run(verify_command(ds, staged)):
-        cleanup()
-        return res.model_copy(update={"reason": "verify command failed, live data untouched"})
+        return res.model_copy(update={"reason": why})
     if not hooks.stop():
         hooks.start()
         cleanup()
         return res.model_copy(update={"reason": "could not stop the services; live data untouched"})
-    had_live = run(f"test -e {_q(live)}")
-    if had_live and not run(f"mv {_q(live)} {_q(aside)}"):
+    swap = conn.run(swap_command(live, staged, aside), timeout=600)
+    hooks.record(swap)
+    if swap.exit_code not in (0, 3):
         cleanup()
         hooks.start()
-        return res.model_copy(update={"reason": "could not move live data aside; untouched"})
+        why = "could not move live data aside" if swap.exit_code == 21 else "the swap failed"
+        return res.model_copy(update={"reason": f"{why}; live data untouched"})
+    had_live = swap.exit_code == 0
     res = res.model_copy(update={"aside": aside if had_live else ""})
-    swapped = run(f"mv {_q(staged)} {_q(live)}")
-    if swapped and hooks.start() and run(verify_command(ds, live)):
+    if hooks.start() and (not ds.verify or run(verify_command(ds, live))):
         return res.model_copy(update={"ok": True, "swapped": True, "reason": "restored"})
     hooks.stop()
     back = had_live and run(f"rm -rf {_q(live)} && mv {_q(aside)} {_q(live)}")
     hooks.start()
     cleanup()
-    why = "the swap failed" if not swapped else "the health check failed after the swap"
+    why = "the health check failed after the swap"
     after = (
         "old data put back" if back
         else "ROLLBACK FAILED" if had_live

@@ -1,0 +1,187 @@
+"""Restore throughput: a backup restored to a (real sshd) host from (real SeaweedFS) S3,
+against the two raw paths it is made of, measured in the same run on the same bytes:
+
+- ``boto3``: ``client.download_file`` of the object to a local file;
+- ``sftp``:  paramiko ``SFTPClient.put`` of the same bytes to the host;
+- ``restore``: ``tasks.restore.restore_point`` — S3 → SFTP streamed with SHA-256 on the
+  fly, SHA-256 again on the host, format/verify checks, atomic swap.
+
+Each path runs in a child process so its peak RSS is its own. Target: restore
+throughput ≥ 0.8× the slower raw path, peak RSS ≤ 256 MiB, SHA-256 verified.
+
+    .venv/bin/python -m benchmarks.restore_throughput            # 1 GiB
+    .venv/bin/python -m benchmarks.restore_throughput --mib 256  # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+KEY_ID, KEY = "bench-s3-key-id", "bench-s3-key"
+SSH_SECRET = "bench-ssh-key"
+
+
+def _env_for(work: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CONTINGENCY_SECRET_BENCH_S3_KEY_ID": "bench",
+        "CONTINGENCY_SECRET_BENCH_S3_KEY": "bench-secret",
+        "CONTINGENCY_SECRET_BENCH_SSH_KEY": (work / "id_ed25519").read_text(),
+        "CONTINGENCY_STATE_DIR": str(work / "state"),
+        "HOME": str(work / "home"),
+    }
+
+
+def _objects(cfg: dict[str, str]):  # type: ignore[no-untyped-def]
+    from inventory.datasets import BackupLocation, Dataset
+    from inventory.models import Host
+
+    loc = BackupLocation(
+        bucket="bench", prefix="ds", endpoint=cfg["endpoint"], key_id_ref=KEY_ID, key_ref=KEY
+    )
+    host = Host(
+        name="bench", address="127.0.0.1", port=int(cfg["port"]), user=getpass.getuser(),
+        key_secret=SSH_SECRET, host_key=cfg["host_key"],
+    )  # fmt: skip
+    ds = Dataset(host="bench", path=cfg["target"], location=loc)
+    return loc, host, ds
+
+
+def child(which: str, cfg: dict[str, str]) -> dict[str, float]:
+    """One path, in this (child) process; prints seconds and peak RSS."""
+    from tasks.restore import restore_point
+    from tasks.ssh import SSHConnection
+    from tasks.storage import Store
+
+    loc, host, ds = _objects(cfg)
+    store = Store.for_location(loc)
+    started = time.monotonic()
+    if which == "boto3":
+        store.client.download_file(loc.bucket, cfg["key"], cfg["local"])
+    elif which == "sftp":
+        conn = SSHConnection.connect(host)
+        sftp = conn.open_sftp()
+        sftp.put(cfg["source"], cfg["target"] + ".sftp")
+        sftp.close()
+        conn.close()
+    else:
+        [point] = store.restore_points(loc.prefix)
+        conn = SSHConnection.connect(host)
+        res = restore_point(ds, conn, store, point)
+        conn.close()
+        if not res.ok:
+            raise SystemExit(f"restore failed: {res.reason}")
+    took = time.monotonic() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB → MiB
+    return {"seconds": took, "rss_mib": rss}
+
+
+def _run_child(which: str, cfg: dict[str, str], env: dict[str, str]) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.restore_throughput", "--child", which,
+         "--cfg", json.dumps(cfg)],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(f"{which} failed:\n{out.stdout}\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(4 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mib", type=int, default=1024, help="backup size (default 1 GiB)")
+    ap.add_argument("--child")
+    ap.add_argument("--cfg")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, json.loads(args.cfg))))
+        return 0
+
+    from contingency.lab.s3 import start_s3
+    from contingency.lab.sshd import SshdServer, generate_client_key
+
+    console = Console()
+    work = Path(tempfile.mkdtemp(prefix="bench-restore-"))
+    (work / "home").mkdir()
+    pub = generate_client_key(work / "id_ed25519")
+    srv = start_s3(work / "s3")
+    sshd = SshdServer(work / "sshd", authorized_keys=[pub])
+    sshd.start()
+    try:
+        source = work / "backup.bin"
+        with console.status(f"writing {args.mib} MiB of random data"), source.open("wb") as f:
+            for _ in range(args.mib):
+                f.write(os.urandom(1 << 20))
+        (work / "host").mkdir()
+        cfg = {
+            "endpoint": srv.endpoint, "port": str(sshd.port), "host_key": sshd.host_key_line,
+            "target": str(work / "host" / "data.bin"), "source": str(source),
+            "local": str(work / "boto3.bin"),
+        }  # fmt: skip
+        env = _env_for(work)
+        os.environ.update({k: v for k, v in env.items() if k.startswith("CONTINGENCY_")})
+        from tasks.storage import Store
+
+        loc, _, _ = _objects(cfg)
+        store = Store.for_location(loc)
+        store.ensure_bucket()
+        with (
+            console.status("uploading the backup (multipart, with manifest)"),
+            source.open("rb") as f,
+        ):
+            man = store.upload_stream(
+                "ds/bench.bin", f, source_host="bench", source_path=str(source), fmt="file"
+            )
+        cfg["key"] = man.key
+        results = {}
+        for which in ("boto3", "sftp", "restore"):
+            with console.status(f"running {which}"):
+                results[which] = _run_child(which, cfg, env)
+        restored = _sha256(Path(cfg["target"]))
+        verified = restored == man.sha256
+    finally:
+        sshd.stop()
+        srv.kill()
+    size = args.mib
+    table = Table("path", "seconds", "MiB/s", "peak RSS (MiB)")
+    for which, r in results.items():
+        table.add_row(
+            which, f"{r['seconds']:.2f}", f"{size / r['seconds']:.1f}", f"{r['rss_mib']:.0f}"
+        )
+    console.print(table)
+    slower = max(results["boto3"]["seconds"], results["sftp"]["seconds"])
+    ratio = slower / results["restore"]["seconds"]
+    rss = results["restore"]["rss_mib"]
+    console.print(
+        f"restore of {size} MiB: {size / results['restore']['seconds']:.1f} MiB/s = "
+        f"{ratio:.2f}x the slower raw path (target ≥ 0.8x); peak RSS {rss:.0f} MiB "
+        f"(target ≤ 256); SHA-256 of the restored file {'matches' if verified else 'DIFFERS'}"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if ratio >= 0.8 and rss <= 256 and verified else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
