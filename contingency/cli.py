@@ -58,7 +58,8 @@ def inventory_validate(path: Path) -> None:
         raise typer.Exit(1) from None
     out.print(
         f"{path}: OK — {len(inv.hosts)} hosts, {len(inv.services)} services, "
-        f"{len(inv.people)} people, {len(inv.routing)} routing rules"
+        f"{len(inv.people)} people, {len(inv.datasets)} datasets, "
+        f"{len(inv.routing)} routing rules"
     )
 
 
