@@ -71,6 +71,7 @@ class ForkServer:
         self.sel = selectors.DefaultSelector()
         self.children: dict[int, socket.socket] = {}
         self.by_conn: dict[socket.socket, int] = {}
+        self.run_ids: dict[int, str] = {}
 
     def _read_request(self, conn: socket.socket) -> tuple[dict[str, object], list[int]]:
         msg, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
@@ -101,6 +102,12 @@ class ForkServer:
             _child(req, fds, self.path.parent / "flows")
         for fd in fds:
             os.close(fd)
+        run_id = str(dict(req["env"]).get("PREFECT__FLOW_RUN_ID", ""))  # type: ignore[call-overload]
+        if run_id:
+            self.run_ids[pid] = run_id
+            flows = self.path.parent / "flows"
+            flows.mkdir(parents=True, exist_ok=True)
+            (flows / f"{run_id[:64]}.pid").write_text(str(pid))
         conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
         self.children[pid] = conn
         self.by_conn[conn] = pid
@@ -128,9 +135,14 @@ class ForkServer:
             if pid == 0:
                 return
             conn = self.children.pop(pid, None)
+            run_id = self.run_ids.pop(pid, "")
             if conn is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
+            if run_id:
+                (self.path.parent / "flows" / f"{run_id[:64]}.pid").unlink(missing_ok=True)
+                if code != 0:
+                    self._postmortem(run_id, code if code >= 0 else 128 - code)
             with contextlib.suppress(OSError):
                 conn.sendall(
                     json.dumps({"exit": code if code >= 0 else 128 - code}).encode() + b"\n"
@@ -138,6 +150,34 @@ class ForkServer:
             if self.by_conn.pop(conn, None) is not None:
                 self.sel.unregister(conn)
             conn.close()
+
+    def _postmortem(self, run_id: str, code: int) -> None:
+        """A run's process ended badly: in a fresh child, mark the run Crashed if it
+        never reported a final state, release its target lock and escalate
+        (contingency/postmortem.py). The server itself starts no threads."""
+        if os.fork() != 0:
+            return  # reaped by _reap like any child
+        self.sel.close()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        code_out = 1
+        try:
+            log = self.path.parent / "flows" / f"{run_id[:64]}.log"
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            from contingency.postmortem import postmortem
+
+            print(f"post-mortem: {postmortem(run_id, code)}", flush=True)
+            code_out = 0
+        except BaseException:  # noqa: BLE001 - log and exit
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(code_out)
 
     def serve(self) -> None:
         from contingency.deploy import read_deployments

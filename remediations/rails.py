@@ -12,11 +12,14 @@ History lives in Prefect: an incident that acts tags its run ``acted`` beside
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -169,12 +172,31 @@ def lock_name(target: str) -> str:
     return f"contingency-target-{tag_value(target)}"
 
 
+LEASE_S = 120.0
+
+
+def lease_file(run_id: str) -> Path:
+    """Where a run records the lease of the target lock it holds (for the post-mortem
+    that releases it if the run's process dies: contingency/postmortem.py)."""
+    from inventory.settings import get_settings
+
+    return get_settings().state_dir / "run" / "leases" / f"{run_id}.json"
+
+
 @contextmanager
 def target_lock(target: str, wait_s: float = 5.0) -> Iterator[bool]:
     """Hold the target's slot (limit 1) while remediating; yields False if another
-    incident holds it after ``wait_s`` (this one then joins instead of acting)."""
+    incident holds it after ``wait_s`` (this one then joins instead of acting).
+
+    The slot is a lease renewed in the background; if this process dies, the
+    post-mortem releases it at once (else the server does after LEASE_S)."""
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.concurrency.sync import concurrency
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+    from prefect.concurrency._leases import maintain_concurrency_lease
+    from prefect.concurrency._sync import (
+        acquire_concurrency_slots_with_lease,
+        release_concurrency_slots_with_lease,
+    )
     from prefect.exceptions import ObjectAlreadyExists, PrefectHTTPStatusError
 
     name = lock_name(target)
@@ -186,13 +208,27 @@ def target_lock(target: str, wait_s: float = 5.0) -> Iterator[bool]:
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code != 409:
                 raise
+    ctx = FlowRunContext.get()
+    run_id = str(ctx.flow_run.id) if ctx and ctx.flow_run else None
     try:
-        slot = concurrency(name, occupy=1, timeout_seconds=wait_s, strict=True, lease_duration=120)
-        slot.__enter__()
+        got = acquire_concurrency_slots_with_lease(
+            [name], 1, timeout_seconds=wait_s, strict=True, lease_duration=LEASE_S,
+            holder=ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None,
+            suppress_warnings=True,
+        )  # fmt: skip
     except TimeoutError:
         yield False
         return
+    record = lease_file(run_id) if run_id else None
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"lease_id": str(got.lease_id), "target": target}))
     try:
-        yield True
+        with maintain_concurrency_lease(
+            got.lease_id, LEASE_S, raise_on_lease_renewal_failure=False
+        ):
+            yield True
     finally:
-        slot.__exit__(None, None, None)
+        release_concurrency_slots_with_lease(got.lease_id)
+        if record is not None:
+            record.unlink(missing_ok=True)
