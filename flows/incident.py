@@ -259,6 +259,8 @@ def incident(
             },
             drill=alert.labels.get("drill") == "true",
         )
+        if alert.labels.get("drill") == "true":
+            rails.tag_run("drill")  # a game day: the report and stats can tell
         pager.event("incident_opened")
         if not decision.routed or decision.plan is None:
             logger.error("ESCALATE: unroutable alert: %s", decision.reason)

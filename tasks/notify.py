@@ -46,6 +46,10 @@ ROUTES: dict[str, tuple[RoleName, ...]] = {
 }
 
 
+DRILL_SENDS = {"gate_opened", "gate_reminder", "gate_backup"}
+"""What a drill still sends (to the command center, marked [DRILL]): the sign-off codes."""
+
+
 class Delivery(BaseModel):
     event: str
     role: str
@@ -151,6 +155,10 @@ class Pager:
         fields = {**self.fields, **(extra or {})}
         if self.drill:
             fields["alert"] = f"[DRILL] {fields.get('alert', '')}"
+            if event not in DRILL_SENDS:  # a drill pages nobody; the report lists it
+                note = Delivery(event=event, role="-", channel="(drill: not sent)", ok=True)
+                self.deliveries.append(note)
+                return
         self._pending.append(self._pool.submit(self._send, event, fields, code))
 
     def _send(self, event: str, fields: dict[str, Any], code: str | None) -> list[Delivery]:
@@ -167,7 +175,8 @@ class Pager:
                     people=backups,
                     private=cc,
                 )
-            return send(event, self.inv, fields, self.lang, private=cc)
+            roles = (R.command_center,) if self.drill else None
+            return send(event, self.inv, fields, self.lang, roles=roles, private=cc)
         except Exception as exc:  # noqa: BLE001 - never let paging break a plan
             log.warning("notify %s failed: %s", event, type(exc).__name__)
             return [

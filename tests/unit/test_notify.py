@@ -129,10 +129,25 @@ def test_secrets_are_redacted_from_messages(inbox: tuple[Path, Inventory]) -> No
 
 def test_report_lists_deliveries(inbox: tuple[Path, Inventory]) -> None:
     _, inv = inbox
-    pager = Pager(inv, "en", FIELDS, drill=True)
+    pager = Pager(inv, "en", FIELDS)
     pager.event("incident_opened")
     table = pager.as_markdown()
     assert "incident_opened" in table and "cc-channel" in table and "| yes |" in table
+
+
+def test_a_drill_pages_nobody_but_sends_gate_codes_to_the_command_center(
+    inbox: tuple[Path, Inventory],
+) -> None:
+    out, inv = inbox
+    pager = Pager(inv, "en", FIELDS, drill=True)
+    pager.event("incident_opened")
+    pager.event("escalation")
+    pager.event("gate_opened", {}, "123456")
+    table = pager.as_markdown()
+    assert table.count("(drill: not sent)") == 2
+    msgs = read(out)
+    assert sorted(m["path"] for m in msgs) == ["/bob", "/cc"]  # command center only
+    assert "[DRILL]" in msgs[0]["title"] + msgs[0]["message"] and "123456" in msgs[0]["message"]
 
 
 def test_refusal_reasons() -> None:
