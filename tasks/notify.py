@@ -155,6 +155,7 @@ class Pager:
         fields = {**self.fields, **(extra or {})}
         if self.drill:
             fields["alert"] = f"[DRILL] {fields.get('alert', '')}"
+            fields["summary"] = f"[DRILL] {fields.get('summary', '')}"
             if event not in DRILL_SENDS:  # a drill pages nobody; the report lists it
                 note = Delivery(event=event, role="-", channel="(drill: not sent)", ok=True)
                 self.deliveries.append(note)
