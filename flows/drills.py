@@ -33,6 +33,7 @@ from inventory.secrets import install_redaction, redact
 from inventory.settings import get_settings
 from tasks.errors import ContingencyError
 from tasks.notify import Pager
+from tasks.report import artifact_key as report_key
 from tasks.restore import restore_point
 from tasks.ssh import close_all, current_run_id, get_connection
 from tasks.storage import RestorePoint, Store
@@ -189,3 +190,185 @@ def restore_drill(datasets: list[str] | None = None, inventory_path: str | None 
         if not d.ok:
             logger.warning("drill notification via %s failed: %s", d.channel, d.error)
     return Failed(name="DrillFailed", message=summary[:500], data=report)
+
+
+# --- Game days -------------------------------------------------------------------------
+
+
+class GameDayResult(BaseModel):
+    scenario: str
+    target: str
+    incident: str = ""
+    incident_outcome: str = ""
+    detect_s: float | None = None
+    detect_target_s: float
+    recover_s: float | None = None
+    recover_target_s: float
+    undone_by_drill: bool = False
+    notes: list[str] = []
+
+    @property
+    def grade(self) -> str:
+        """pass: detected and recovered in time; partial: recovered late or detected late;
+        fail: not recovered by the plan."""
+        if self.recover_s is None:
+            return "fail"
+        late = self.recover_s > self.recover_target_s or (self.detect_s or 0) > self.detect_target_s
+        return "partial" if late else "pass"
+
+
+def _intake() -> tuple[str, str]:
+    """The intake URL and bearer token of the stack this worker belongs to."""
+    import json
+
+    settings = get_settings()
+    stack = settings.state_dir / "stack.json"
+    url = (
+        json.loads(stack.read_text())["intake_url"]
+        if stack.exists()
+        else f"http://127.0.0.1:{settings.intake_port}"
+    )
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
+    return url, token
+
+
+def _post_alert(labels: dict[str, str], fingerprint: str) -> str:
+    """The alert the monitoring would send, through the real intake; returns the run id."""
+    import requests
+
+    url, token = _intake()
+    now = datetime.now(UTC).isoformat()
+    payload = {
+        "version": "4", "status": "firing", "receiver": "contingency", "groupKey": fingerprint,
+        "alerts": [{"status": "firing", "labels": labels, "annotations":
+                    {"summary": f"game day: {labels}"}, "startsAt": now,
+                    "fingerprint": fingerprint}],
+    }  # fmt: skip
+    resp = requests.post(
+        f"{url}/webhook/alertmanager", json=payload, timeout=30,
+        headers={"Authorization": f"Bearer {token}"},
+    )  # fmt: skip
+    resp.raise_for_status()
+    return str(resp.json()["incidents"][0]["flow_run_id"])
+
+
+def _find_incident(target: str, since: datetime) -> str:
+    """An incident for ``target`` raised by real monitoring since ``since`` (or "")."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterStartTime,
+        FlowRunFilterTags,
+    )
+
+    from remediations.rails import tag_value
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[f"target:{tag_value(target)}"]),
+                start_time=FlowRunFilterStartTime(after_=since),
+            )
+        )
+    return str(runs[0].id) if runs else ""
+
+
+def _run_state(run_id: str) -> tuple[bool, str]:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(run_id)).state
+    return bool(state and state.is_final()), state.name if state else "?"
+
+
+def _game_day_markdown(r: GameDayResult) -> str:
+    def fmt(v: float | None) -> str:
+        return "—" if v is None else f"{v:.1f}s"
+
+    lines = [
+        f"## Game day: {r.scenario} on {r.target} — **{r.grade.upper()}**",
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| time to detect | {fmt(r.detect_s)} | {r.detect_target_s:.0f}s |",
+        f"| time to recover | {fmt(r.recover_s)} | {r.recover_target_s:.0f}s |",
+        "",
+        f"- incident: {r.incident or '—'} ({r.incident_outcome or 'none'})",
+        f"- put back by the drill itself: {'yes' if r.undone_by_drill else 'no'}",
+        *[f"- {n}" for n in r.notes],
+    ]
+    return "\n".join(lines)
+
+
+@flow(name="game-day")
+def game_day(
+    scenario: str = "service-stop",
+    target: str = "web",
+    detect_target_s: float = 30.0,
+    recover_target_s: float = 120.0,
+    alert_via: str = "probe",
+    probe_interval_s: float = 0.5,
+    inventory_path: str | None = None,
+) -> State:
+    """Inject a fault, let the alert path and the plan run, time detection and recovery.
+
+    ``alert_via="probe"``: this flow's own probe plays the monitoring system and posts
+    the alert to the intake (the lab has no Prometheus); ``"monitoring"``: the real
+    monitoring must raise it and this flow waits for the incident to appear. The alert
+    carries ``drill="true"``: nobody is paged, the incident is tagged ``drill``.
+    """
+    from tasks.faults import FaultRefused, healthy, inject_and_time, plan_fault, run_all
+
+    install_redaction()
+    logger = get_run_logger()
+    inv = load_inventory(inventory_path or get_settings().inventory_path())
+    result = GameDayResult(
+        scenario=scenario, target=target, detect_target_s=detect_target_s,
+        recover_target_s=recover_target_s,
+    )  # fmt: skip
+    try:
+        fault = plan_fault(scenario, target, inv)
+        if not healthy(fault, inv):
+            raise FaultRefused(f"{target} is not healthy before the drill; nothing injected")
+        injected, detected = inject_and_time(fault, inv, probe_interval_s, detect_target_s * 4)
+        result.detect_s = None if detected is None else round(detected - injected, 2)
+        labels = {**fault.alert, "drill": "true", "severity": "drill"}
+        since = datetime.now(UTC)
+        incident = ""
+        if alert_via == "probe" and detected is not None:
+            incident = _post_alert(labels, f"gameday-{flow_run.id or 'local'}")
+        deadline = injected + recover_target_s * 3
+        while time.monotonic() < deadline:
+            if not incident and alert_via == "monitoring":
+                incident = _find_incident(target, since)
+            if incident:
+                done, result.incident_outcome = _run_state(incident)
+                if done and healthy(fault, inv):
+                    result.recover_s = round(time.monotonic() - injected, 2)
+                    break
+                if done:
+                    break  # the plan ended without recovering: the drill puts it back
+            time.sleep(probe_interval_s)
+        result.incident = incident
+        if result.recover_s is None:
+            logger.error("game day: %s not recovered by the plan; putting it back", target)
+            run_all(fault.undo, fault.host, inv)
+            result.undone_by_drill = True
+        else:
+            run_all(fault.cleanup, fault.host, inv)
+    except (FaultRefused, ContingencyError) as exc:
+        result.notes.append(f"refused or failed: {redact(str(exc))}")
+    finally:
+        close_all(current_run_id())
+    markdown = _game_day_markdown(result)
+    create_markdown_artifact(
+        markdown=markdown,
+        key=report_key(f"game-day-{scenario}-{target}"),
+        description=f"{result.grade}: detect {result.detect_s}s, recover {result.recover_s}s",
+    )
+    logger.info("game day %s on %s: %s", scenario, target, result.grade)
+    if result.grade == "pass":
+        return Completed(message=f"pass: {markdown.splitlines()[0]}", data=result)
+    return Failed(name="GameDayFailed", message=f"{result.grade}", data=result)
