@@ -292,6 +292,21 @@ def plan_cmd(
     raise typer.Exit(0 if ok else 1)
 
 
+def _drill_results(state_dir: Path | None) -> list[list[str]] | None:
+    """Latest drill results from the stack's Prefect API; None if it is not running."""
+    settings = _settings(state_dir)
+    if not (settings.state_dir / "stack.json").exists():
+        return None
+    from contingency.plandoc import latest_drill_results
+
+    try:
+        with _api(state_dir):
+            return latest_drill_results()
+    except Exception as exc:  # noqa: BLE001 - the document is still generated without them
+        err.print(f"drill results unavailable ({type(exc).__name__}); generating without them")
+        return None
+
+
 @plans_app.command("doc")
 def plans_doc(
     lang: Annotated[str, typer.Option(help="zh or en")] = "en",
@@ -300,8 +315,10 @@ def plans_doc(
         Path | None, typer.Option("--output", "-o", help="file; default stdout")
     ] = None,
     inventory: Annotated[Path | None, typer.Option(help="default: the configured one")] = None,
+    state_dir: StateDir = None,
 ) -> None:
-    """Generate the emergency-response plan (预案) from the inventory and the code."""
+    """Generate the emergency-response plan (预案) from the inventory and the code; the
+    latest drill results come from the running stack's Prefect API, if there is one."""
     from contingency.plandoc import render, to_html
     from inventory.loader import InventoryError, load_inventory
 
@@ -309,11 +326,11 @@ def plans_doc(
         err.print("--lang must be zh or en, --format md or html")
         raise typer.Exit(2)
     try:
-        inv = load_inventory(inventory or Settings().inventory_path())
+        inv = load_inventory(inventory or _settings(state_dir).inventory_path())
     except InventoryError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(1) from None
-    text = render(inv, lang)
+    text = render(inv, lang, last_results=_drill_results(state_dir))
     text = to_html(text, lang) if fmt == "html" else text
     if output:
         output.write_text(text, encoding="utf-8")

@@ -120,8 +120,17 @@ def _procedure(
     return out
 
 
-def render(inv: Inventory, lang: str = "en", prefect_yaml: Path | None = None) -> str:
-    """The plan document as markdown, in ``lang`` (``en`` or ``zh``)."""
+def render(
+    inv: Inventory,
+    lang: str = "en",
+    prefect_yaml: Path | None = None,
+    last_results: list[list[str]] | None = None,
+) -> str:
+    """The plan document as markdown, in ``lang`` (``en`` or ``zh``).
+
+    ``last_results``: rows (drill, when, result, detail) of the latest drills and game
+    days, read from the Prefect API by :func:`latest_drill_results` when it is reachable.
+    """
     data = yaml.safe_load(TEXT.read_text(encoding="utf-8"))
     t, plans = data[lang], data["plans"]
     out = [
@@ -159,13 +168,25 @@ def render(inv: Inventory, lang: str = "en", prefect_yaml: Path | None = None) -
                 d["name"],
                 (d.get("description") or "").strip(),
                 ", ".join(
-                    str(s.get("cron") or s.get("interval") or s) for s in d.get("schedules") or []
+                    str(s.get("cron") or s.get("interval") or s)
+                    + (f" ({s['timezone']})" if s.get("timezone") else "")
+                    + ("" if s.get("active", True) else f" — {t['inactive']}")
+                    for s in d.get("schedules") or []
                 )
                 or t["no_schedule"],
             ]
             for d in deployments
         ],
     )
+    drilled = [
+        [f"`{n}`", ds.host, f"{ds.rpo_s}s", f"{ds.rto_s}s", f"{ds.drill.host}:{ds.drill.path}"]
+        for n, ds in sorted(inv.datasets.items())
+        if ds.drill is not None
+    ]
+    if drilled:
+        out += ["", t["drills_datasets"], ""] + _table(t["drills_head"], drilled)
+    out += ["", t["last_results"], ""]
+    out += _table(t["results_head"], last_results) if last_results else [t["no_results"]]
     out += ["", f"## {t['s6']}", ""]
     history = _history()
     out += _table(t["history_head"], history) if history else [t["no_history"]]
@@ -182,3 +203,30 @@ def to_html(markdown_text: str, lang: str) -> str:
         "margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #999;"
         f"padding:.3em .6em}}</style></head><body>\n{body}\n</body></html>\n"
     )
+
+
+def latest_drill_results(limit: int = 20) -> list[list[str]]:
+    """The latest restore-drill and game-day results (artifacts) from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+    from prefect.client.schemas.sorting import ArtifactCollectionSort
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(
+                key=ArtifactCollectionFilterKey(like_="drill-")
+            ),
+            sort=ArtifactCollectionSort.UPDATED_DESC,
+            limit=limit,
+        ) + client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(
+                key=ArtifactCollectionFilterKey(like_="game-day-")
+            ),
+            sort=ArtifactCollectionSort.UPDATED_DESC,
+            limit=limit,
+        )
+    return [
+        [a.key, f"{a.updated:%Y-%m-%d %H:%M} UTC" if a.updated else "—",
+         (a.description or "").split(":")[0], (a.description or "").partition(":")[2].strip()]
+        for a in arts
+    ]  # fmt: skip

@@ -5,7 +5,10 @@ drill and notifies the command center."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -45,6 +48,20 @@ def test_scheduled_drill_restores_every_dataset_into_its_sandbox(lab_stack: Stac
     assert "report-db" in table and "pass" in table and "FAIL" not in table
     drills = lab_stack.state_dir / "lab" / "drills"
     assert list(drills.iterdir()) == []  # sandboxes cleaned
+    # the generated plan document shows the latest drill results, in both languages
+    for lang, word in (("en", "Latest drill"), ("zh", "最近的演练")):
+        doc = subprocess.run(
+            [sys.executable, "-m", "contingency", "plans", "doc", "--lang", lang,
+             "--state-dir", str(lab_stack.state_dir)],
+            capture_output=True, text=True, timeout=120, env=_clean_env(),
+        )  # fmt: skip
+        assert doc.returncode == 0, doc.stderr
+        section = doc.stdout.split(word)[1]
+        assert "| drill-report-db |" in section and "| pass |" in section, section[:800]
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
 
 
 def test_missed_rpo_fails_the_drill_and_notifies(lab_stack: Stack, tmp_path: Path) -> None:
