@@ -94,15 +94,21 @@ def postmortem(run_id: str, exit_code: int) -> str:
     """Handle the death of run ``run_id``'s process; returns what was done."""
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(run_id))
-        if run.state is not None and (run.state.is_final() or run.state.is_cancelling()):
-            return f"{run_id}: {run.state.name}; nothing to do"
-        state = run.state.name.lower() if run.state else "starting"
+        current = run.state
+        if current is not None and (
+            (current.is_final() and not current.is_crashed()) or current.is_cancelling()
+        ):
+            return f"{run_id}: {current.name}; nothing to do"
         cause = _cause(exit_code)
-        client.set_flow_run_state(
-            UUID(run_id),
-            Crashed(message=f"the flow run's process {cause} while {state}"),
-            force=True,
-        )
+        if current is not None and current.is_crashed():
+            state = "running"  # the worker saw the exit first and marked it Crashed
+        else:
+            state = current.name.lower() if current else "starting"
+            client.set_flow_run_state(
+                UUID(run_id),
+                Crashed(message=f"the flow run's process {cause} while {state}"),
+                force=True,
+            )
         flow = client.read_flow(run.flow_id)
     lock = _release_lock(run_id)
     if flow.name == "incident":
