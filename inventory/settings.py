@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     intake_rate_per_second: float = 100.0
     """Per (client address, endpoint) token-bucket rate; 0 disables the limit."""
     intake_rate_burst: int = 200
+    intake_dedup_cache: int = 10_000
+    """Idempotency keys this intake remembers answering (re-sends skip the Prefect API
+    call); 0 disables the fast path."""
+    intake_dedup_ttl_s: float = 3600.0
 
     @property
     def secrets_dir(self) -> Path:

@@ -12,6 +12,8 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from contingency.intake.auth import ReplayCache, SignatureError, verify_generic, verify_grafana
+from contingency.intake.dedup import AnsweredCache
+from contingency.intake.fastlane import FastLane
 from contingency.intake.grafana import GrafanaPayload
 from contingency.intake.limits import BodyTooLarge, TokenBucket, read_limited
 from contingency.intake.metrics import IntakeMetrics
@@ -23,10 +25,14 @@ from contingency.intake.schemas import (
 )
 from contingency.intake.starter import IncidentStarter
 from inventory.alert import Alert
+from inventory.loader import load_inventory
+from inventory.models import Inventory
+from inventory.routing import route
 from inventory.settings import Settings, get_settings
 
 log = logging.getLogger("contingency.intake")
 P = TypeVar("P", bound=BaseModel)
+NOT_STARTED = "not started"
 
 
 def _readable(exc: ValidationError) -> list[str]:
@@ -43,12 +49,35 @@ def _secrets(value: SecretStr | None) -> list[SecretStr]:
     return [SecretStr(v.strip()) for v in value.get_secret_value().split(",") if v.strip()]
 
 
-def create_app(settings: Settings | None = None, starter: IncidentStarter | None = None) -> FastAPI:
+def _load_routing(settings: Settings) -> Inventory | None:
+    """The inventory the intake routes with (only to label metrics by plan)."""
+    try:
+        return load_inventory(settings.inventory_path())
+    except Exception as exc:  # noqa: BLE001 - metrics only; the flow reports the real error
+        log.warning("intake: inventory not loaded, incidents counted as plan=unknown (%s)", exc)
+        return None
+
+
+def plan_of(alert: Alert, inv: Inventory | None) -> str:
+    """The metrics label for a new incident: the routed plan, "unroutable" or "unknown"."""
+    if inv is None:
+        return "unknown"
+    decision = route(alert, inv)
+    return decision.plan.value if decision.routed and decision.plan else "unroutable"
+
+
+def create_app(
+    settings: Settings | None = None, starter: IncidentStarter | None = None
+) -> FastLane:
     settings = settings or get_settings()
     if settings.webhook_token is None:
         raise RuntimeError("CONTINGENCY_WEBHOOK_TOKEN is not set; the intake refuses to start")
     token = settings.webhook_token.get_secret_value().encode()
-    starter = starter or IncidentStarter(settings.incident_deployment)
+    starter = starter or IncidentStarter(
+        settings.incident_deployment,
+        AnsweredCache(settings.intake_dedup_cache, settings.intake_dedup_ttl_s),
+    )
+    inventory = _load_routing(settings)
     grafana_secrets = _secrets(settings.grafana_hmac_secrets)
     generic_secrets = _secrets(settings.generic_hmac_secrets)
     replays = ReplayCache()
@@ -84,7 +113,7 @@ def create_app(settings: Settings | None = None, starter: IncidentStarter | None
 
         ``signed_by`` is "grafana" or "generic" for endpoints that accept an HMAC signature.
         """
-        path = request.url.path
+        path = request.scope["path"]
         client = request.client.host if request.client else "unknown"
         wait = bucket.take((client, path))
         if wait:
@@ -131,7 +160,7 @@ def create_app(settings: Settings | None = None, starter: IncidentStarter | None
             ) from None
 
     def verify_signature(kind: str, request: Request, body: bytes) -> None:
-        path = request.url.path
+        path = request.scope["path"]
         h = request.headers
         try:
             if kind == "grafana":
@@ -153,7 +182,9 @@ def create_app(settings: Settings | None = None, starter: IncidentStarter | None
         if not replays.check_and_add(digest):
             raise reject(path, "replay", HTTPException(401, "signature already used"))
 
-    async def start_all(alerts: list[Alert]) -> IntakeResponse:
+    async def start_all(path: str, alerts: list[Alert]) -> Response:
+        """Start (or find) each alert's incident; the answer is serialized once, here
+        (returning a ``Response`` skips FastAPI's second validation of the model)."""
         refs: list[IncidentRef] = []
         for alert in alerts:
             metrics.received.labels(source=alert.source, status=alert.status).inc()
@@ -162,48 +193,67 @@ def create_app(settings: Settings | None = None, starter: IncidentStarter | None
                 refs.append(ref)
                 if ref.deduplicated:
                     metrics.deduplicated.labels(source=alert.source).inc()
+                    if ref.note == IncidentStarter.CACHED_NOTE:
+                        metrics.dedup_cache_hits.inc()
                 elif ref.flow_run_id and alert.status == "firing":
-                    metrics.started.labels(alertname=alert.name).inc()
+                    metrics.started.labels(plan=plan_of(alert, inventory)).inc()
             except Exception as exc:  # one bad alert must not hide the others
                 log.exception("could not start incident for %s", alert.fingerprint)
                 refs.append(
                     IncidentRef(
                         fingerprint=alert.fingerprint,
                         status=alert.status,
-                        note=f"not started: {type(exc).__name__}",
+                        note=f"{NOT_STARTED}: {type(exc).__name__}",
                     )
                 )
-        return IntakeResponse(accepted=len(alerts), incidents=refs)
+        answer = IntakeResponse(accepted=len(alerts), incidents=refs)
+        if any(ref.note.startswith(NOT_STARTED) for ref in refs):
+            # Prefect did not take an alert: 503 makes Alertmanager and Grafana send the
+            # whole batch again, and idempotency keys make that re-send safe.
+            metrics.rejected.labels(endpoint=path, reason="prefect_unavailable").inc()
+            return Response(
+                answer.model_dump_json(),
+                503,
+                headers={"Retry-After": "5"},
+                media_type="application/json",
+            )
+        return Response(answer.model_dump_json(), 202, media_type="application/json")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.post("/webhook/alertmanager", status_code=202, response_model=IntakeResponse)
-    async def alertmanager(request: Request) -> IntakeResponse:
+    async def alertmanager(request: Request) -> Response:
         """Alertmanager webhook (version 4); firing alerts start incidents."""
         payload = await parse(request, AlertmanagerPayload)
-        return await start_all(payload.normalized())
+        return await start_all(request.scope["path"], payload.normalized())
 
     @app.post("/webhook/generic", status_code=202, response_model=IntakeResponse)
-    async def generic(request: Request) -> IntakeResponse:
+    async def generic(request: Request) -> Response:
         """Generic JSON alerts; see ``GenericPayload`` for the schema."""
         payload = await parse(request, GenericPayload, signed_by="generic")
-        return await start_all(payload.normalized())
+        return await start_all(request.scope["path"], payload.normalized())
 
     @app.post("/webhook/grafana", status_code=202, response_model=IntakeResponse)
-    async def grafana(request: Request) -> IntakeResponse:
+    async def grafana(request: Request) -> Response:
         """Grafana alerting webhook (version 1), HMAC-signed when secrets are configured."""
         payload = await parse(request, GrafanaPayload, signed_by="grafana")
-        return await start_all(payload.normalized())
+        return await start_all(request.scope["path"], payload.normalized())
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    return app
+    # The routes above document the webhooks (OpenAPI); requests take the fast lane.
+    webhooks = {
+        "/webhook/alertmanager": alertmanager,
+        "/webhook/generic": generic,
+        "/webhook/grafana": grafana,
+    }
+    return FastLane(app, webhooks)
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> FastLane:
     """Factory for ``uvicorn --factory contingency.intake.app:app_from_env``."""
     return create_app()

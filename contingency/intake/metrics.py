@@ -35,8 +35,17 @@ class IntakeMetrics:
         self.rejected = Counter(
             "contingency_alerts_rejected", "Requests refused", ["endpoint", "reason"], registry=r
         )
+        self.dedup_cache_hits = Counter(
+            "contingency_alerts_dedup_cache_hits",
+            "Re-sent alerts answered from this replica's cache, without a Prefect API call",
+            registry=r,
+        )
+        # Labelled by plan, not alertname: label values must not come from alert text.
         self.started = Counter(
-            "contingency_incidents_started", "Incidents started", ["alertname"], registry=r
+            "contingency_incidents_started",
+            "Incidents started, by routed plan (or unroutable)",
+            ["plan"],
+            registry=r,
         )
         self.outcomes = Counter(
             "contingency_incidents_outcome", "Incident outcomes", ["plan", "outcome"], registry=r
