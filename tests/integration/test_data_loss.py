@@ -186,7 +186,10 @@ def test_cli_lists_backups_and_plans_a_restore(lab_stack: Stack) -> None:
     assert _cli(lab_stack, "backups", "list", "no-such").returncode == 2
     plan = _cli(lab_stack, "restore", "web-content", "--dry-run")
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    assert "dry_run" in plan.stdout and "tar -tzf" in plan.stdout
+    run_id = re.search(r"incident flow run ([0-9a-f-]{36})", plan.stdout).group(1)  # type: ignore[union-attr]
+    report = _report(lab_stack, run_id)
+    assert "dry_run" in report and "tar -tzf" in report and "labctl" not in report
+    assert "restore: completed" in plan.stdout
     early = _cli(lab_stack, "restore", "web-content", "--at", "2000-01-01T00:00:00", "--dry-run")
     assert early.returncode == 1 and "no backups found taken before 2000-01-01" in early.stdout
     assert _cli(lab_stack, "restore", "web-content", "--at", "yesterday").returncode == 2
