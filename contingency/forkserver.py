@@ -59,10 +59,15 @@ def _child(req: dict[str, object], fds: list[int], log_dir: Path) -> None:
     except BaseException:  # noqa: BLE001 - report anything and exit non-zero
         traceback.print_exc()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)
+        _flush_and_exit(code)
+
+
+def _flush_and_exit(code: int) -> None:
+    """Leave a forked child without running the parent's cleanup (atexit, finalizers)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 class ForkServer:
@@ -174,10 +179,7 @@ class ForkServer:
         except BaseException:  # noqa: BLE001 - log and exit
             traceback.print_exc()
         finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(code_out)
+            _flush_and_exit(code_out)
 
     def serve(self) -> None:
         from contingency.deploy import read_deployments
