@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -25,6 +26,7 @@ from remediations.context import IncidentContext, Outcome
 from remediations.plan import Plan
 from tasks.approval import GateResult, request_approval
 from tasks.errors import ContingencyError
+from tasks.incident_times import IncidentTimes, incident_times
 from tasks.notify import Pager
 from tasks.report import Timeline, publish_report, render_report
 from tasks.ssh import close_all, current_run_id
@@ -37,6 +39,7 @@ class IncidentResult(BaseModel):
     route: RouteDecision
     plan: Plan | None = None
     report_path: str | None = None
+    times: IncidentTimes | None = None
 
 
 def _run_name() -> str:
@@ -111,15 +114,24 @@ def _report(
     gates: list[GateResult],
     outcome: Outcome,
     pager: Pager | None,
+    handling_start: datetime,
 ) -> State:
     timeline.add("outcome", f"{outcome.outcome}: {outcome.message}")
     run_id = str(flow_run.id or "local")
+    times = incident_times(
+        alert.starts_at,
+        handling_start,
+        [(g.opened_at, g.closed_at, g.status) for g in gates],
+        outcome.outcome,
+        datetime.now(UTC),
+    )
     summary = {
         "outcome": outcome.outcome,
         "alert": f"{alert.name} ({alert.source}, fingerprint {alert.fingerprint})",
         "labels": ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items())),
         "routing": decision.reason,
         "flow run": run_id,
+        **times.as_rows(),
     }
     sections = dict(ctx.sections) if ctx else {}
     if ctx and ctx.plan:
@@ -147,6 +159,7 @@ def _report(
         route=decision,
         plan=ctx.plan if ctx else None,
         report_path=str(path),
+        times=times,
     )
     if outcome.ok:
         return Completed(message=message, data=result)
@@ -214,6 +227,7 @@ def incident(
         >>> incident(Alert(fingerprint="x", labels={"alertname": "ServiceDown",
         ...                                        "service": "web"}), dry_run=True)
     """
+    handling_start = datetime.now(UTC)
     install_redaction()
     logger = get_run_logger()
     timeline = Timeline()
@@ -294,4 +308,4 @@ def incident(
         pager.event(
             event, {"outcome": outcome.outcome, "duration": elapsed, "summary": outcome.message}
         )
-    return _report(alert, decision, timeline, ctx, gates, outcome, pager)
+    return _report(alert, decision, timeline, ctx, gates, outcome, pager, handling_start)

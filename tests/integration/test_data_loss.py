@@ -124,6 +124,9 @@ def test_restore_needs_two_approvers_and_puts_back_the_picked_backup(
     assert "is not one of the offered choices" in text
     assert "labctl stop report" in text and "labctl start report" in text
     assert f"picked by the approvers: {older}" in text and "restored" in text
+    assert re.search(r"time to approve\W+\d+\.\ds", text) and re.search(
+        r"time to recover\W+\d+\.\ds", text
+    ), text[:1500]
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
