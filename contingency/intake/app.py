@@ -17,6 +17,7 @@ from contingency.intake.fastlane import FastLane
 from contingency.intake.grafana import GrafanaPayload
 from contingency.intake.limits import BodyTooLarge, TokenBucket, read_limited
 from contingency.intake.metrics import IntakeMetrics
+from contingency.intake.outcomes import IncidentOutcomes
 from contingency.intake.schemas import (
     AlertmanagerPayload,
     GenericPayload,
@@ -241,8 +242,16 @@ def create_app(
         payload = await parse(request, GrafanaPayload, signed_by="grafana")
         return await start_all(request.scope["path"], payload.normalized())
 
+    # Outcomes and durations come from Prefect (finished incident runs), read on scrape.
+    outcomes = IncidentOutcomes(metrics) if isinstance(starter, IncidentStarter) else None
+
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
+        if outcomes is not None and isinstance(starter, IncidentStarter):
+            try:
+                await outcomes.refresh(await starter.client())
+            except Exception as exc:  # noqa: BLE001 - intake counters still render
+                log.warning("intake: incident outcomes not read from Prefect (%s)", exc)
         return Response(metrics.render(), media_type=metrics.content_type)
 
     # The routes above document the webhooks (OpenAPI); requests take the fast lane.

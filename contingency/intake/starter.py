@@ -58,6 +58,10 @@ class IncidentStarter:
     async def warm_up(self) -> None:
         await self._ensure()
 
+    async def client(self) -> PrefectClient:
+        """The intake's Prefect client (for reads such as the outcome metrics)."""
+        return (await self._ensure())[0]
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.__aexit__(None, None, None)
