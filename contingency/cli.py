@@ -31,6 +31,10 @@ def _register_data_commands() -> None:
 
     app.add_typer(backups_app, name="backups")
     app.command("restore")(restore)
+    from contingency.review_cli import review, stats
+
+    app.command("review")(review)
+    app.command("stats")(stats)
 
 
 _register_data_commands()

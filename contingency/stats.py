@@ -1,0 +1,178 @@
+"""`contingency stats`: per plan — incidents, success rate, median and p90 time to
+recover, repeat alerts, gates timed out — from the incident runs in Prefect and their
+report artifacts (which carry the outcome and the incident clocks).
+
+The aggregation is pure (:func:`aggregate` over :class:`Record`); :func:`collect` reads
+the API; :func:`plot` draws time to recover over time per plan (PNG, matplotlib Agg).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel
+
+TTR_RE = re.compile(r"\*\*time to recover\*\*: (\d+(?:\.\d+)?)s")
+OUTCOME_RE = re.compile(r"^# Incident .* — ([a-z_]+)\s*$", re.MULTILINE)
+
+
+class Record(BaseModel):
+    run_id: str
+    plan: str
+    started: datetime
+    ok: bool
+    outcome: str
+    fingerprint: str = ""
+    recover_s: float | None = None
+    drill: bool = False
+
+
+class PlanStats(BaseModel):
+    plan: str
+    incidents: int
+    success_rate: float
+    ttr_median_s: float | None
+    ttr_p90_s: float | None
+    repeats: int
+    gates_timed_out: int
+    drills: int
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``7d``, ``12h``, ``30m`` before now, or an ISO date/time (UTC unless given).
+
+    >>> parse_since("2d", datetime(2026, 11, 3, tzinfo=UTC)).day
+    1
+    """
+    now = now or datetime.now(UTC)
+    if m := re.fullmatch(r"(\d+)([dhm])", text.strip()):
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
+        return now - timedelta(**{unit: int(m.group(1))})
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"--since: expected 7d, 12h, 30m or an ISO date, got {text[:40]!r}"
+        ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(0.9 * len(ordered) + 0.5) - 1))]
+
+
+def aggregate(records: list[Record]) -> list[PlanStats]:
+    """Per-plan figures, plans sorted by name. Pure."""
+    seen: set[str] = set()
+    repeats: dict[str, int] = {}
+    for r in sorted(records, key=lambda r: r.started):
+        if r.fingerprint and r.fingerprint in seen:
+            repeats[r.plan] = repeats.get(r.plan, 0) + 1
+        seen.add(r.fingerprint)
+    out = []
+    for plan in sorted({r.plan for r in records}):
+        rs = [r for r in records if r.plan == plan]
+        ttr = [r.recover_s for r in rs if r.recover_s is not None]
+        out.append(
+            PlanStats(
+                plan=plan,
+                incidents=len(rs),
+                success_rate=sum(r.ok for r in rs) / len(rs),
+                ttr_median_s=statistics.median(ttr) if ttr else None,
+                ttr_p90_s=_p90(ttr) if ttr else None,
+                repeats=repeats.get(plan, 0),
+                gates_timed_out=sum(r.outcome == "not_approved" for r in rs),
+                drills=sum(r.drill for r in rs),
+            )
+        )
+    return out
+
+
+def _tag(tags: list[str], prefix: str) -> str:
+    return next((t[len(prefix) :] for t in tags if t.startswith(prefix)), "")
+
+
+def collect(since: datetime, limit: int = 5000) -> list[Record]:
+    """Incident runs started since ``since``, with outcome and time to recover."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterStartTime,
+    )
+
+    with get_client(sync_client=True) as client:
+        runs: list = []  # type: ignore[type-arg]
+        while len(runs) < limit:  # the API pages at most 200 runs per call
+            page = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["incident"])),
+                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since)),
+                limit=200,
+                offset=len(runs),
+            )
+            runs += page
+            if len(page) < 200:
+                break
+        reports: dict[str, str] = {}
+        keys = [f"incident-{r.id}" for r in runs]
+        for i in range(0, len(keys), 50):  # a few versions per key stay under 200
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys[i : i + 50]))
+            ):
+                if a.key and a.key not in reports:
+                    reports[a.key] = str(a.data or "")
+    out = []
+    for r in runs:
+        if r.state is None or not r.state.is_final() or r.start_time is None:
+            continue
+        data = reports.get(f"incident-{r.id}", "")
+        m = TTR_RE.search(data)
+        title = OUTCOME_RE.search(data)
+        outcome = title.group(1) if title else r.state.name.lower()
+        out.append(
+            Record(
+                run_id=str(r.id),
+                plan=_tag(r.tags, "plan:") or "unroutable",
+                started=r.start_time,
+                ok=r.state.is_completed(),
+                outcome=outcome,
+                fingerprint=_tag(r.tags, "fingerprint:"),
+                recover_s=float(m.group(1)) if m else None,
+                drill="drill" in r.tags,
+            )
+        )
+    return out
+
+
+def plot(records: list[Record], path: Path) -> int:
+    """Time to recover over time, one series per plan; returns the points drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    points = 0
+    for plan in sorted({r.plan for r in records}):
+        rs = sorted((r for r in records if r.plan == plan and r.recover_s is not None),
+                    key=lambda r: r.started)  # fmt: skip
+        if rs:
+            ax.plot([r.started for r in rs], [r.recover_s for r in rs], marker="o", label=plan)
+            points += len(rs)
+    ax.set_title("Time to recover per incident")
+    ax.set_ylabel("seconds")
+    ax.grid(alpha=0.3)
+    if points:
+        ax.legend()
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return points

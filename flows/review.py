@@ -1,0 +1,50 @@
+"""The review form in the Prefect UI: run ``incident-review`` with the incident's run id;
+the run pauses on a :class:`tasks.review.ReviewInput` form (Resume in the UI), and the
+submitted review is appended to the incident's report. A review that names an unknown
+person is refused with the reason shown in the form, which opens again."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.states import Completed, Failed, State
+
+from inventory.loader import load_inventory
+from inventory.settings import get_settings
+from tasks.gate_wait import wait_for_input
+from tasks.review import ReviewError, ReviewInput, append_review, problems
+
+WAIT_S = 7 * 24 * 3600
+"""How long the form stays open."""
+
+
+@flow(name="incident-review", flow_run_name="review-{incident_run_id}")
+def incident_review(incident_run_id: str, poll_s: float = 1.0) -> State:
+    """Pause for the review of incident ``incident_run_id`` and append it to its report."""
+    logger = get_run_logger()
+    settings = get_settings()
+    inv = load_inventory(settings.inventory_path())
+    report = settings.reports_path / f"incident-{incident_run_id}.md"
+    if not report.exists():
+        return Failed(message=f"no report for incident {incident_run_id[:64]!r}")
+    note = ""
+    for n in range(100):
+        form = ReviewInput.with_initial_data(
+            description=f"{note}## Review of incident `{incident_run_id}`\n\n"
+            "Root cause, what went well and badly, follow-up actions (owner = a person in "
+            "the inventory, due date YYYY-MM-DD). Appended to the incident report.",
+            reviewer="",
+            category="unknown",
+            root_cause="",
+        )
+        review = wait_for_input(form, f"review-{n}", WAIT_S, poll_s)
+        if bad := problems(review, inv):
+            note = "> **Refused**: " + "; ".join(bad) + "\n\n"
+            logger.warning("review refused: %s", "; ".join(bad))
+            continue
+        try:
+            path = append_review(incident_run_id, review, inv, settings.reports_path)
+        except ReviewError as exc:
+            return Failed(message=str(exc))
+        logger.info("review by %s appended to %s", review.reviewer, path)
+        return Completed(message=f"review by {review.reviewer} appended")
+    return Failed(message="too many refused reviews")

@@ -1,0 +1,105 @@
+"""Review and stats through the real stack: an incident runs (real crash, real SSH
+restart), `contingency review` appends the review to its report file and artifact, the
+`incident-review` flow takes the same review from its form (submitted through the API, as
+the UI does), and `contingency stats` counts the incident and plots it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.deployments import run_deployment
+
+from contingency.alerts import alertmanager_payload
+from contingency.lab.launcher import crash_service
+from contingency.waiting import wait_for_run
+from tests.fixtures_stack import Stack, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "contingency", *args, "--state-dir", str(stack.state_dir)],
+        env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def incident(lab_stack: Stack) -> str:
+    crash_service(lab_stack.settings, "web")
+    labels = {"alertname": "ServiceDown", "service": "web", "test": uuid.uuid4().hex}
+    resp = lab_stack.post("/webhook/alertmanager", alertmanager_payload(labels))
+    run_id = resp.json()["incidents"][0]["flow_run_id"]
+    run = wait_for_run(run_id, timeout_s=90)
+    assert run.state is not None and run.state.is_completed(), run.state
+    return run_id
+
+
+def _report_versions(run_id: str) -> list[str]:
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"incident-{run_id}"]))
+        )
+    return [str(a.data) for a in arts]
+
+
+def test_cli_review_appends_to_report_and_artifact(lab_stack: Stack, incident: str) -> None:
+    bad = _cli(
+        lab_stack, "review", incident, "--as", "zhang.wei", "--category", "software",
+        "--root-cause", "web crashed", "--action", "fix|nobody|2026-12-01",
+    )  # fmt: skip
+    assert bad.returncode == 1 and "owner 'nobody' is not a person" in bad.stderr
+    ok = _cli(
+        lab_stack, "review", incident, "--as", "zhang.wei", "--category", "software",
+        "--root-cause", "lab crash injected", "--went-well", "restarted in seconds",
+        "--action", "add a memory alert|wang.fang|2026-12-01",
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    text = (lab_stack.state_dir / "reports" / f"incident-{incident}.md").read_text()
+    assert "## Review" in text and "| 1 | add a memory alert | wang.fang | 2026-12-01 |" in text
+    assert "time to recover" in text
+    assert any("## Review" in v for v in _report_versions(incident))
+
+
+def test_review_form_flow_appends_the_submitted_review(lab_stack: Stack, incident: str) -> None:
+    run = run_deployment(
+        "incident-review/incident-review", timeout=0,
+        parameters={"incident_run_id": incident, "poll_s": 0.3},
+    )  # fmt: skip
+
+    def paused() -> bool:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(run.id).state
+        return bool(state and state.is_paused())
+
+    review = {
+        "reviewer": "li.na", "category": "human", "root_cause": "a test killed it",
+        "went_well": "", "went_badly": "", "actions": [],
+    }  # fmt: skip
+    wait_for(paused, 60, what="review form open")
+    with get_client(sync_client=True) as client:  # an unknown reviewer is refused
+        client.resume_flow_run(run.id, run_input={**review, "reviewer": "eve"})
+    wait_for(paused, 60, what="review form open again")
+    with get_client(sync_client=True) as client:
+        client.resume_flow_run(run.id, run_input=review)
+    final = wait_for_run(run.id, timeout_s=60)
+    assert final.state is not None and final.state.is_completed(), final.state
+    text = (lab_stack.state_dir / "reports" / f"incident-{incident}.md").read_text()
+    assert "by li.na" in text and "(human): a test killed it" in text and "by eve" not in text
+
+
+def test_stats_counts_incidents_and_plots(lab_stack: Stack, incident: str, tmp_path) -> None:
+    png = tmp_path / "ttr.png"
+    res = _cli(lab_stack, "stats", "--since", "1d", "--plot", str(png))
+    assert res.returncode == 0, res.stderr
+    row = next(line for line in res.stdout.splitlines() if "software_crash" in line)
+    assert int(row.split("│")[2].strip()) >= 1 and "s" in row.split("│")[4]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert _cli(lab_stack, "stats", "--since", "someday").returncode == 2

@@ -1,0 +1,68 @@
+"""Reviews (validation, rendering) and stats (aggregation) — pure parts."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import typer
+
+from contingency.review_cli import _follow_up
+from contingency.stats import Record, aggregate, parse_since
+from inventory.loader import load_inventory
+from tasks.review import FollowUp, ReviewInput, problems, render_review
+
+INV = load_inventory("inventory/examples/lab")
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _rec(i: int, plan: str, ok: bool, ttr: float | None, fp: str, outcome: str = "x") -> Record:
+    return Record(
+        run_id=str(i), plan=plan, started=T0 + timedelta(minutes=i), ok=ok, outcome=outcome,
+        fingerprint=fp, recover_s=ttr,
+    )  # fmt: skip
+
+
+def test_aggregate_per_plan() -> None:
+    records = [
+        _rec(1, "software_crash", True, 10.0, "a"),
+        _rec(2, "software_crash", True, 20.0, "a"),  # a repeat of alert a
+        _rec(3, "software_crash", False, None, "b", "not_approved"),
+        _rec(4, "software_crash", True, 40.0, "c"),
+        _rec(5, "data_loss", True, 100.0, "d"),
+    ]
+    by = {s.plan: s for s in aggregate(records)}
+    sc = by["software_crash"]
+    assert (sc.incidents, sc.success_rate, sc.repeats, sc.gates_timed_out) == (4, 0.75, 1, 1)
+    assert (sc.ttr_median_s, sc.ttr_p90_s) == (20.0, 40.0)
+    assert by["data_loss"].ttr_median_s == 100.0 and by["data_loss"].repeats == 0
+
+
+def test_parse_since() -> None:
+    assert parse_since("7d", T0) == T0 - timedelta(days=7)
+    assert parse_since("2026-10-01") == datetime(2026, 10, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="expected 7d"):
+        parse_since("last week")
+
+
+def test_review_owners_must_be_people_and_render() -> None:
+    review = ReviewInput(
+        reviewer="zhang.wei", category="software", root_cause="OOM after deploy",
+        went_well="restart in 40 s", went_badly="two pages",
+        actions=[FollowUp(action="raise limit", owner="ghost", due=date(2026, 12, 1))],
+    )  # fmt: skip
+    assert problems(review, INV) == ["action 1: owner 'ghost' is not a person in the inventory"]
+    ok = review.model_copy(update={"actions": [review.actions[0].model_copy(
+        update={"owner": "wang.fang"})]})  # fmt: skip
+    assert problems(ok, INV) == []
+    text = render_review(ok)
+    assert "**root cause** (software): OOM after deploy" in text
+    assert "| 1 | raise limit | wang.fang | 2026-12-01 |" in text
+
+
+def test_cli_follow_up_parsing() -> None:
+    assert _follow_up("fix it|li.na|2026-12-24").owner == "li.na"
+    with pytest.raises(typer.BadParameter, match="bad due date"):
+        _follow_up("fix it|li.na|someday")
+    with pytest.raises(typer.BadParameter, match="expected"):
+        _follow_up("fix it")
