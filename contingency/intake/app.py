@@ -1,4 +1,5 @@
-"""The alert intake: a FastAPI service answering 202 with the incidents it started."""
+"""The alert intake: a FastAPI service answering 202 with the incidents it started (503 if
+Prefect did not take an alert, so the sender retries)."""
 
 from __future__ import annotations
 
@@ -199,7 +200,7 @@ def create_app(
                 elif ref.flow_run_id and alert.status == "firing":
                     metrics.started.labels(plan=plan_of(alert, inventory)).inc()
             except Exception as exc:  # one bad alert must not hide the others
-                log.exception("could not start incident for %s", alert.fingerprint)
+                log.exception("could not start incident for %r", alert.fingerprint[:128])
                 refs.append(
                     IncidentRef(
                         fingerprint=alert.fingerprint,

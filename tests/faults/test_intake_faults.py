@@ -275,8 +275,12 @@ GENERIC_SECRETS = "generic-old-secret,generic-new-secret"
 
 
 def _healthy(stack: Stack) -> bool:
+    return _answers(stack.intake_url)
+
+
+def _answers(url: str) -> bool:
     try:
-        return requests.get(f"{stack.intake_url}/healthz", timeout=2).ok
+        return requests.get(f"{url}/healthz", timeout=2).ok
     except requests.ConnectionError:
         return False
 
@@ -403,3 +407,42 @@ def test_storm_of_resends_starts_one_incident_per_fingerprint(lab_stack: Stack) 
     for run_id in run_ids:
         run = wait_for_run(run_id, timeout_s=180)
         assert run.state is not None and run.state.name == "Escalated"  # unroutable
+
+
+def test_prefect_unreachable_answers_503_so_the_sender_retries(lab_stack: Stack) -> None:
+    """A real intake process whose Prefect API is a closed port: the alert is not lost
+    behind a 202; the answer is 503 with Retry-After and names the alert."""
+    import os
+    import subprocess
+    import sys
+
+    from contingency.processes import free_port
+
+    port, dead = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
+    env |= {
+        "PREFECT_API_URL": f"http://127.0.0.1:{dead}/api",
+        "PREFECT_CLIENT_MAX_RETRIES": "0",
+        "CONTINGENCY_WEBHOOK_TOKEN": lab_stack.token,
+        "CONTINGENCY_INVENTORY": str(lab_stack.inventory),
+        "CONTINGENCY_STATE_DIR": str(lab_stack.state_dir),
+    }
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "contingency.intake.app:app_from_env"]
+    proc = subprocess.Popen([*argv, "--port", str(port), "--log-level", "critical"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url), what="intake up")
+        labels = {"alertname": "ServiceDown", "service": "web", "t": uuid.uuid4().hex}
+        r = requests.post(
+            f"{url}/webhook/alertmanager",
+            json=alertmanager_payload(labels),
+            headers={"Authorization": f"Bearer {lab_stack.token}"},
+            timeout=60,
+        )
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+        ref = r.json()["incidents"][0]
+        assert ref["flow_run_id"] is None and ref["note"].startswith("not started")
+        assert ref["fingerprint"] == fingerprint_of(labels)
+    finally:
+        proc.terminate()
+        proc.wait(10)
