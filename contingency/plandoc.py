@@ -120,6 +120,36 @@ def _procedure(
     return out
 
 
+def _runbooks(inv: Inventory, t: dict[str, Any], lang: str) -> list[str]:
+    """Each runbook: title, when it runs, parameters, steps with their sign-off points."""
+    from inventory.runbooks import describe_step
+
+    out: list[str] = []
+    for name, rb in sorted(inv.runbooks.items()):
+        title = rb.title.get(lang) or rb.title.get("en") or name  # type: ignore[call-overload]
+        rules = ", ".join(f"`{r.name}`" for r in inv.routing if r.runbook == name) or "—"
+        out += [f"#### {t['runbook']} `{name}`: {title}", ""]
+        if rb.description:
+            out += [rb.description, ""]
+        out += [f"- **{t['runbook_rules']}**: {rules}", ""]
+        if rb.parameters:
+            out += _table(
+                t["runbook_params_head"],
+                [[f"`{k}`", p.type, "—" if p.default is None else f"`{p.default}`",
+                  p.description or "—"] for k, p in rb.parameters.items()],
+            ) + [""]  # fmt: skip
+        out += _table(
+            t["runbook_steps_head"],
+            [
+                [str(i), f"`{s.name}`",
+                 t["runbook_signoff"] if s.kind == "approval" else s.kind,
+                 s.host or s.service or "—", describe_step(s)]
+                for i, s in enumerate(rb.steps, 1)
+            ],
+        ) + [""]  # fmt: skip
+    return out
+
+
 def render(
     inv: Inventory,
     lang: str = "en",
@@ -159,6 +189,8 @@ def render(
     for plan in PlanName:
         if plan in HANDLERS:
             out += _procedure(plan, inv, t, plans[plan.value][lang], lang)
+            if plan is PlanName.runbook:
+                out += _runbooks(inv, t, lang)
     out += [f"## {t['s5']}", ""]
     deployments = read_deployments(prefect_yaml)
     out += _table(

@@ -199,8 +199,16 @@ def forced_route(plan: str, target: str | None, inv: Inventory) -> RouteDecision
         if target in inv.datasets
         else None
     )
+    plan, _, runbook = plan.partition(":")  # "runbook:NAME" names a runbook
     if plan not in {p.value for p in PlanName}:
         return RouteDecision(routed=False, reason=f"unknown plan {plan[:80]!r}")
+    if (plan == PlanName.runbook.value) != bool(runbook) or (
+        runbook and runbook not in inv.runbooks
+    ):
+        return RouteDecision(
+            routed=False,
+            reason=f"plan runbook needs a known runbook: runbook:NAME ({runbook[:80]!r})",
+        )
     if target is None or kind is None:
         return RouteDecision(routed=False, reason=f"unknown target {str(target)[:80]!r}")
     return RouteDecision(
@@ -209,7 +217,8 @@ def forced_route(plan: str, target: str | None, inv: Inventory) -> RouteDecision
         plan=PlanName(plan),
         target=target,
         target_kind=kind,
-        reason=f"asked for plan {plan} on {target}",
+        runbook=runbook or None,
+        reason=f"asked for plan {plan}{':' + runbook if runbook else ''} on {target}",
     )
 
 

@@ -34,6 +34,7 @@ from inventory.models import (
     Service,
 )
 from inventory.network import HostFailover, Link
+from inventory.runbooks import Runbook
 
 YPath = tuple[str | int, ...]
 NAMED_SECTIONS: dict[str, type[BaseModel]] = {
@@ -46,6 +47,7 @@ NAMED_SECTIONS: dict[str, type[BaseModel]] = {
     "links": Link,
     "host_failover": HostFailover,
     "datasets": Dataset,
+    "runbooks": Runbook,
 }
 SECTIONS = (*NAMED_SECTIONS, "routing")
 
@@ -365,7 +367,31 @@ def _cross_check(c: _Collected) -> list[Problem]:
         *_check_routing(c),
         *_check_network_hosts(c),
         *_check_datasets(c),
+        *_check_runbooks(c),
     ]
+
+
+def _check_runbooks(c: _Collected) -> list[Problem]:
+    """Runbook steps name hosts and services of the inventory; rules name runbooks."""
+    problems = []
+    for entry in c.named["runbooks"].values():
+        steps = _raw_field(entry, "steps")
+        for i, step in enumerate(steps if isinstance(steps, list) else []):
+            if not isinstance(step, dict):
+                continue
+            for key, section in (("host", "hosts"), ("service", "services")):
+                value = step.get(key)
+                if isinstance(value, str) and value not in c.named[section]:
+                    msg = (
+                        f"step {step.get('name')!r}: unknown {key} {value!r} (not under {section})"
+                    )
+                    problems.append(entry.doc.problem((*entry.path, "steps", i, key), msg))
+    for entry in c.routing:
+        name = _raw_field(entry, "runbook")
+        if isinstance(name, str) and name not in c.named["runbooks"]:
+            msg = f"unknown runbook {name!r} (not under runbooks)"
+            problems.append(entry.doc.problem((*entry.path, "runbook"), msg))
+    return problems
 
 
 def _check_datasets(c: _Collected) -> list[Problem]:

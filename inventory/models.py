@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inventory.datasets import Dataset
 from inventory.network import HostFailover, Link
+from inventory.runbooks import Runbook
 
 NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_RE)]
@@ -185,6 +186,10 @@ class RoutingRule(_Model):
     target: Name | None = None
     target_label: str = "service"
     requires_approval: bool = False
+    runbook: Name | None = None
+    """For ``plan: runbook``: which runbook (under ``runbooks``) runs."""
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Runbook parameters this rule passes (typed by the runbook)."""
 
     @field_validator("match_re")
     @classmethod
@@ -239,6 +244,7 @@ class Inventory(_Model):
     links: dict[str, Link] = Field(default_factory=dict)
     host_failover: dict[str, HostFailover] = Field(default_factory=dict)
     datasets: dict[str, Dataset] = Field(default_factory=dict)
+    runbooks: dict[str, Runbook] = Field(default_factory=dict)
 
     def host(self, name: str) -> Host:
         try:

@@ -43,6 +43,10 @@ class RouteDecision(BaseModel):
     plan: PlanName | None = None
     target: str | None = None
     target_kind: TargetKind | None = None
+    runbook: str | None = None
+    """For the runbook plan: the runbook to run."""
+    params: dict[str, str | int | float | bool] = {}
+    """Runbook parameters from the routing rule (never from alert labels)."""
     reason: str
 
 
@@ -65,7 +69,11 @@ def route(alert: Alert, inv: Inventory) -> RouteDecision:
         plan=rule.plan,
         target=name,
         target_kind=kind,
-        reason=f"rule {rule.name!r} matched: plan {rule.plan.value} on {kind} {name!r}",
+        runbook=rule.runbook,
+        params=dict(rule.params),
+        reason=f"rule {rule.name!r} matched: plan {rule.plan.value}"
+        + (f" ({rule.runbook})" if rule.runbook else "")
+        + f" on {kind} {name!r}",
     )
 
 

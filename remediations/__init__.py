@@ -17,6 +17,7 @@ HANDLERS: dict[PlanName, str] = {
     PlanName.network_outage: "remediations.network_outage:handle",
     PlanName.hardware_failure: "remediations.hardware_failure:handle",
     PlanName.data_loss: "remediations.data_loss:handle",
+    PlanName.runbook: "remediations.runbook:handle",
 }
 
 

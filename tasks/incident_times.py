@@ -18,7 +18,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-RECOVERED = frozenset({"recovered", "restored", "failed_over", "failed_back"})
+RECOVERED = frozenset({"recovered", "restored", "failed_over", "failed_back", "runbook_completed"})
 """Outcomes after which the target works again because of what the plan did."""
 
 
