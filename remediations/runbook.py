@@ -116,12 +116,18 @@ def run_step(ctx: IncidentContext, step: Step, values: dict[str, Any]) -> tuple[
         return runner(lambda: _http(step, values))
     if step.kind == "wait":
         return runner(lambda: _wait(step, inv))
-    message = render(step.message or "", values, quote=False)
+    return runner(lambda: _notify(ctx, step, values))
+
+
+def _notify(ctx: IncidentContext, step: Step, values: dict[str, Any]) -> tuple[bool, str]:
     from tasks.notify import send
 
-    sent = send("finished", inv, {"alert": ctx.alert.name, "target": ctx.target,
-                                  "outcome": step.name, "summary": message, "duration": "",
-                                  "link": ""}, roles=(_role(step),))  # fmt: skip
+    message = render(step.message or "", values, quote=False)
+    fields = {
+        "alert": ctx.alert.name, "target": ctx.target, "outcome": step.name,
+        "summary": message, "duration": "", "link": "",
+    }  # fmt: skip
+    sent = send("finished", ctx.inv, fields, roles=(_role(step),))
     return True, f"notified {step.role} ({sum(d.ok for d in sent)}/{len(sent)} channels)"
 
 
