@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -154,6 +155,7 @@ def _report(
         get_settings().reports_path,
         description=f"{outcome.outcome}: {message}"[:500],
     )
+    _upload(path)
     result = IncidentResult(
         outcome=outcome.outcome,
         route=decision,
@@ -164,6 +166,19 @@ def _report(
     if outcome.ok:
         return Completed(message=message, data=result)
     return Failed(name="Escalated", message=f"{outcome.outcome}: {message}", data=result)
+
+
+def _upload(path: Path) -> None:
+    """Also keep the report in object storage, if configured; a failure is only logged."""
+    from tasks.storage import upload_report
+
+    try:
+        where = upload_report(path, get_settings())
+    except ContingencyError as exc:
+        get_run_logger().warning("report upload failed: %s", redact(str(exc)))
+        return
+    if where:
+        get_run_logger().info("report uploaded to %s", where)
 
 
 def _run_locked(ctx: IncidentContext, handle: Handler, dry_run: bool) -> Outcome:

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     """Idempotency keys this intake remembers answering (re-sends skip the Prefect API
     call); 0 disables the fast path."""
     intake_dedup_ttl_s: float = 3600.0
+    report_s3_endpoint: str | None = None
+    """If set (with ``report_s3_bucket``), every incident report is also uploaded there."""
+    report_s3_bucket: str | None = None
+    report_s3_prefix: str = "contingency-reports"
+    report_s3_key_id_ref: str = "report-s3-key-id"
+    """Secret NAMES of the S3 credentials for reports (resolved like any secret)."""
+    report_s3_key_ref: str = "report-s3-key"
 
     @property
     def secrets_dir(self) -> Path:

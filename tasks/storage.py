@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 import boto3
@@ -158,6 +159,13 @@ class Store:
         except (ClientError, BotoCoreError) as exc:
             raise self._err(key, exc) from None
 
+    def put_bytes(self, key: str, data: bytes, content_type: str = "text/markdown") -> None:
+        """A small object in one PUT (reports)."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._err(key, exc) from None
+
     def manifest(self, key: str) -> Manifest:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key + MANIFEST_SUFFIX)["Body"]
@@ -233,3 +241,21 @@ def _read_full(src: IO[bytes], n: int) -> bytes:
         chunks.append(b)
         left -= len(b)
     return b"".join(chunks)
+
+
+def upload_report(path: Path, settings: Settings) -> str | None:
+    """Copy a report file to the configured report bucket; returns its s3:// address,
+    None if no bucket is configured. Raises StorageError (the caller logs it)."""
+    if not (settings.report_s3_endpoint and settings.report_s3_bucket):
+        return None
+    loc = BackupLocation(
+        bucket=settings.report_s3_bucket,
+        prefix=settings.report_s3_prefix,
+        endpoint=settings.report_s3_endpoint,
+        key_id_ref=settings.report_s3_key_id_ref,
+        key_ref=settings.report_s3_key_ref,
+    )
+    store = Store.for_location(loc, settings)
+    key = f"{loc.prefix.rstrip('/')}/{path.name}"
+    store.put_bytes(key, path.read_bytes())
+    return f"s3://{loc.bucket}/{key}"
