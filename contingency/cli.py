@@ -63,7 +63,7 @@ def inventory_validate(path: Path) -> None:
     out.print(
         f"{path}: OK — {len(inv.hosts)} hosts, {len(inv.services)} services, "
         f"{len(inv.people)} people, {len(inv.datasets)} datasets, "
-        f"{len(inv.routing)} routing rules"
+        f"{len(inv.runbooks)} runbooks, {len(inv.routing)} routing rules"
     )
 
 

@@ -121,33 +121,79 @@ def _procedure(
 
 
 def _runbooks(inv: Inventory, t: dict[str, Any], lang: str) -> list[str]:
-    """Each runbook: title, when it runs, parameters, steps with their sign-off points."""
-    from inventory.runbooks import describe_step
-
+    """Each runbook: title, when it runs, parameters, steps with their sign-off points,
+    timeouts and what a failure does — all in ``lang``."""
     out: list[str] = []
     for name, rb in sorted(inv.runbooks.items()):
-        title = rb.title.get(lang) or rb.title.get("en") or name  # type: ignore[call-overload]
+        title = rb.text("title", lang) or name
         rules = ", ".join(f"`{r.name}`" for r in inv.routing if r.runbook == name) or "—"
         out += [f"#### {t['runbook']} `{name}`: {title}", ""]
-        if rb.description:
-            out += [rb.description, ""]
+        if description := rb.text("description", lang):
+            out += [description, ""]
+        points = ", ".join(f"`{s.name}`" for s in rb.steps if s.kind == "approval")
         out += [f"- **{t['runbook_rules']}**: {rules}", ""]
+        out += [t["runbook_safety"].format(points=points or t["runbook_no_signoff"]), ""]
         if rb.parameters:
             out += _table(
                 t["runbook_params_head"],
-                [[f"`{k}`", p.type, "—" if p.default is None else f"`{p.default}`",
+                [[f"`{k}`", t["runbook_duration"] if p.type == "duration" else p.type,
+                  "—" if p.default is None else f"`{p.default}`", _allowed(p, t),
                   p.description or "—"] for k, p in rb.parameters.items()],
             ) + [""]  # fmt: skip
         out += _table(
             t["runbook_steps_head"],
             [
-                [str(i), f"`{s.name}`",
-                 t["runbook_signoff"] if s.kind == "approval" else s.kind,
-                 s.host or s.service or "—", describe_step(s)]
+                [str(i), f"`{s.name}`", t["runbook_kinds"][s.kind],
+                 s.host or s.service or "—", _step_text(s, inv, t, lang),
+                 _step_timeout(s, inv, lang),
+                 "—" if s.kind in ("approval", "notify") else t["runbook_fail"][s.on_failure]]
                 for i, s in enumerate(rb.steps, 1)
             ],
         ) + [""]  # fmt: skip
     return out
+
+
+def _step_timeout(step: Any, inv: Inventory, lang: str) -> str:
+    if step.kind == "approval":  # the gate policy's abort: never approves
+        return _duration(inv.gate_policy(PlanName.runbook.value).abort_after_s, lang)
+    if step.kind in ("notify", "probe"):
+        return "—"
+    return _duration(_timeout(step), lang)
+
+
+def _timeout(step: Any) -> float:
+    return float(step.seconds if step.kind == "wait" and step.seconds else step.timeout_s)
+
+
+def _allowed(p: Any, t: dict[str, Any]) -> str:
+    parts = [t["runbook_required"]] if p.required else []
+    if p.choices:
+        parts.append(t["runbook_choices"].format(choices=", ".join(f"`{c}`" for c in p.choices)))
+    if p.pattern:
+        parts.append(t["runbook_pattern"].format(pattern=p.pattern))
+    if p.min is not None:
+        parts.append(t["runbook_min"].format(v=f"{p.min:g}"))
+    if p.max is not None:
+        parts.append(t["runbook_max"].format(v=f"{p.max:g}"))
+    return "; ".join(parts) or t["runbook_any"]
+
+
+def _step_text(s: Any, inv: Inventory, t: dict[str, Any], lang: str) -> str:
+    """What a step does, in ``lang``; placeholders are left as written."""
+    do = t["runbook_do"]
+    if s.kind == "ssh":
+        return f"`{s.command}`"
+    if s.kind == "http":
+        return do["http"].format(method=s.method, url=s.url, status=s.expect_status)
+    if s.kind == "wait" and s.service:
+        return do["wait_until"].format(service=s.service, seconds=_duration(_timeout(s), lang))
+    if s.kind == "wait":
+        return do["wait"].format(seconds=_duration(s.seconds, lang))
+    if s.kind == "notify":
+        role = inv.roles.get(s.role)
+        shown = (role.title_zh if lang == "zh" else role.title_en) if role else ""
+        return do["notify"].format(role=shown or s.role, message=s.message)
+    return do[s.kind].format(service=s.service)  # type: ignore[no-any-return]
 
 
 def render(

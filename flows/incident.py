@@ -317,6 +317,7 @@ def incident(
                 dry_run=dry_run,
                 timeline=timeline,
                 options=dict(options or {}),
+                pager=pager,
             )
             outcome = _run_locked(ctx, handle, dry_run)
     except (ContingencyError, InventoryError, KeyError) as exc:

@@ -336,8 +336,35 @@ def _validation_problems(entry: _Entry, data: Any, exc: ValidationError) -> list
     for err in exc.errors(include_url=False, include_input=False):
         path = (*entry.path, *_data_path(data, err["loc"]))
         if not entry.doc.is_secret(path):  # already reported, more clearly
-            problems.append(entry.doc.problem(path, err["msg"]))
+            path, msg = _in_step(entry, path, err["msg"])
+            label = _step_label(entry, path)
+            msg = msg.removeprefix("Value error, ") if label else msg
+            problems.append(entry.doc.problem(path, label + msg))
     return problems
+
+
+def _in_step(entry: _Entry, path: YPath, msg: str) -> tuple[YPath, str]:
+    """A runbook-level error about one step (``step 'NAME': ...``) moves to that step."""
+    m = re.match(r"Value error, step '([^']*)': (.*)", msg, re.DOTALL)
+    steps = _raw_field(entry, "steps")
+    if entry.path[0] != "runbooks" or path != entry.path or not m or not isinstance(steps, list):
+        return path, msg
+    for i, step in enumerate(steps):
+        if isinstance(step, dict) and step.get("name") == m.group(1):
+            return (*entry.path, "steps", i), m.group(2)
+    return path, msg
+
+
+def _step_label(entry: _Entry, path: YPath) -> str:
+    """``step 'NAME': `` for a problem inside a runbook step, so errors name the step."""
+    rest = path[len(entry.path) :]
+    if entry.path[0] != "runbooks" or len(rest) < 2 or rest[0] != "steps":
+        return ""
+    steps = _raw_field(entry, "steps")
+    i = rest[1]
+    step = steps[i] if isinstance(steps, list) and isinstance(i, int) else None
+    name = step.get("name") if isinstance(step, dict) else None
+    return f"step {name!r}: " if isinstance(name, str) else f"step {i}: "
 
 
 def _data_path(data: Any, loc: tuple[str | int, ...]) -> YPath:
@@ -386,12 +413,46 @@ def _check_runbooks(c: _Collected) -> list[Problem]:
                         f"step {step.get('name')!r}: unknown {key} {value!r} (not under {section})"
                     )
                     problems.append(entry.doc.problem((*entry.path, "steps", i, key), msg))
+            role = step.get("role", "operations")
+            roles = c.named["roles"]  # an inventory that names roles must name this one
+            if (
+                step.get("kind") == "notify"
+                and roles
+                and role in {r.value for r in RoleName}  # else the model says what is wrong
+                and role not in roles
+            ):
+                msg = f"step {step.get('name')!r}: unknown role {role!r} (not under roles)"
+                problems.append(entry.doc.problem((*entry.path, "steps", i, "role"), msg))
     for entry in c.routing:
-        name = _raw_field(entry, "runbook")
-        if isinstance(name, str) and name not in c.named["runbooks"]:
-            msg = f"unknown runbook {name!r} (not under runbooks)"
-            problems.append(entry.doc.problem((*entry.path, "runbook"), msg))
+        problems += _check_rule_runbook(c, entry)
     return problems
+
+
+def _check_rule_runbook(c: _Collected, entry: _Entry) -> list[Problem]:
+    """A rule's ``runbook`` is a known one, with ``plan: runbook``, and its ``params``
+    fit that runbook. (``plan: runbook`` without one loads; such an alert escalates.)"""
+    name, plan = _raw_field(entry, "runbook"), _raw_field(entry, "plan")
+    if name is not None and plan != "runbook":
+        msg = f"runbook {name!r} is set but the plan is {plan!r} (use plan: runbook)"
+        return [entry.doc.problem((*entry.path, "runbook"), msg)]
+    if not isinstance(name, str):
+        return []
+    rb_entry = c.named["runbooks"].get(name)
+    if rb_entry is None:
+        msg = f"unknown runbook {name!r} (not under runbooks)"
+        return [entry.doc.problem((*entry.path, "runbook"), msg)]
+    params = _raw_field(entry, "params")
+    if not isinstance(params, dict) or not isinstance(rb_entry.raw, dict):
+        return []
+    try:
+        runbook = Runbook.model_validate({**rb_entry.raw, "name": name})
+    except ValidationError:
+        return []  # reported where the runbook is
+    try:
+        runbook.resolve(params)
+    except ValueError as exc:
+        return [entry.doc.problem((*entry.path, "params"), f"runbook {name}: {exc}")]
+    return []
 
 
 def _check_datasets(c: _Collected) -> list[Problem]:

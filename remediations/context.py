@@ -17,6 +17,7 @@ from inventory.alert import Alert
 from inventory.models import Inventory
 from inventory.routing import RouteDecision
 from remediations.plan import Plan
+from tasks.notify import Pager
 from tasks.report import Timeline
 from tasks.ssh_models import CommandResult
 
@@ -74,6 +75,8 @@ class IncidentContext:
     options: dict[str, str] = field(default_factory=dict)
     """Typed-by-the-plan options from the CLI/API (e.g. ``restore_before``), never alert text."""
     last_gate: GateDecision | None = None
+    pager: Pager | None = None
+    """The incident's pager (drill-aware, listed in the report); None outside incidents."""
 
     @property
     def target(self) -> str:

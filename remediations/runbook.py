@@ -6,6 +6,12 @@ runbook. The plan (every command, with its parameters filled in and quoted) is s
 dry runs and at sign-off. The safety rails are checked once, before the first step that
 changes anything or at the first approval step, whichever comes first; later approval
 steps ask again.
+
+A failed step (non-zero exit, unhealthy probe, unexpected status, unreachable host)
+follows its ``on_failure``: ``stop`` ends the runbook and escalates; ``continue`` notes
+it and runs the next step; ``escalate`` pages the command center at once, runs the next
+step and ends the incident escalated. A host whose pinned key does not match always
+stops the runbook.
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ import requests
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from inventory.models import Inventory, PlanName
+from inventory.models import Inventory, PlanName, RoleName
 from inventory.runbooks import Runbook, Step, render
+from inventory.secrets import redact
 from remediations.context import IncidentContext, Outcome
 from remediations.plan import Action, Plan
+from tasks.errors import ContingencyError, HostKeyError
 from tasks.probes import check_service
 from tasks.ssh import run_ssh
 
@@ -38,15 +46,13 @@ def describe(step: Step, values: dict[str, Any], inv: Inventory) -> str:
     if step.kind == "ssh":
         return render(step.command or "", values)
     if step.kind == "http":
-        return f"{step.method} {render(step.url or '', values, quote=False)} → {step.expect_status}"
+        return f"{step.method} {_url(step, values)} → {step.expect_status}"
     if step.kind == "probe":
         return f"health check of {step.service}"
+    if step.kind == "wait" and step.service:
+        return f"wait until {step.service} is healthy (at most {_wait_limit(step):g}s)"
     if step.kind == "wait":
-        return (
-            f"wait {step.seconds:g}s"
-            if step.seconds is not None
-            else f"wait until {step.service} is healthy"
-        )
+        return f"wait {step.seconds:g}s"
     if step.kind == "notify":
         return f"notify {step.role}: {render(step.message or '', values, quote=False)}"
     return "sign-off by the command center"
@@ -69,7 +75,7 @@ def build_plan(rb: Runbook, target: str, values: dict[str, Any], inv: Inventory)
         target=target,
         actions=actions,
         requires_approval=any(s.kind == "approval" for s in rb.steps),
-        reason=f"runbook {rb.name}: {rb.title.get('en') or rb.description or rb.name}",
+        reason=f"runbook {rb.name}: {rb.text('title', 'en') or rb.name}",
     )
 
 
@@ -78,8 +84,12 @@ def _step(fn: Any) -> tuple[bool, str]:
     return fn()  # type: ignore[no-any-return]
 
 
+def _url(step: Step, values: dict[str, Any]) -> str:
+    return render(step.url or "", values, how="url")
+
+
 def _http(step: Step, values: dict[str, Any]) -> tuple[bool, str]:
-    url = render(step.url or "", values, quote=False)
+    url = _url(step, values)
     try:
         resp = requests.request(step.method, url, timeout=step.timeout_s)
     except requests.RequestException as exc:
@@ -87,11 +97,15 @@ def _http(step: Step, values: dict[str, Any]) -> tuple[bool, str]:
     return resp.status_code == step.expect_status, f"{step.method} {url} → {resp.status_code}"
 
 
+def _wait_limit(step: Step) -> float:
+    return step.seconds if step.seconds is not None else step.timeout_s
+
+
 def _wait(step: Step, inv: Inventory) -> tuple[bool, str]:
     if step.seconds is not None and step.service is None:
         time.sleep(step.seconds)
         return True, f"waited {step.seconds:g}s"
-    deadline = time.monotonic() + (step.seconds or step.timeout_s)
+    deadline = time.monotonic() + _wait_limit(step)
     while time.monotonic() < deadline:
         if check_service(inv.service(step.service or ""), inv).healthy:
             return True, f"{step.service} healthy"
@@ -104,37 +118,49 @@ def run_step(ctx: IncidentContext, step: Step, values: dict[str, Any]) -> tuple[
     inv = ctx.inv
     if step.kind == "ssh":
         host = inv.host(_where(step, inv))
-        res = run_ssh.with_options(task_run_name=step.name)(
-            host, render(step.command or "", values), step.timeout_s
-        )
+        try:
+            res = run_ssh.with_options(task_run_name=step.name)(
+                host, render(step.command or "", values), step.timeout_s
+            )
+        except HostKeyError:
+            raise  # never passed over: the host may not be who it says
+        except ContingencyError as exc:
+            return False, f"{type(exc).__name__}: {redact(str(exc))[:200]}"
         ctx.record([res])
-        return res.ok, f"exit {res.exit_code}"
+        return res.ok, f"exit {res.exit_code}" + (" (timed out)" if res.timed_out else "")
     runner = _step.with_options(task_run_name=step.name)
     if step.kind == "probe":
-        return runner(lambda: _probe(step, inv))
+        return runner(lambda: _probe(step, inv))  # type: ignore[no-any-return]
     if step.kind == "http":
-        return runner(lambda: _http(step, values))
+        return runner(lambda: _http(step, values))  # type: ignore[no-any-return]
     if step.kind == "wait":
-        return runner(lambda: _wait(step, inv))
-    return runner(lambda: _notify(ctx, step, values))
+        return runner(lambda: _wait(step, inv))  # type: ignore[no-any-return]
+    return runner(lambda: _notify(ctx, step, values))  # type: ignore[no-any-return]
 
 
 def _notify(ctx: IncidentContext, step: Step, values: dict[str, Any]) -> tuple[bool, str]:
+    """The step's message to its role: through the incident's pager when there is one
+    (so a drill pages nobody and the report lists the delivery), else sent directly."""
+    message = render(step.message or "", values, quote=False)
+    runbook = ctx.decision.runbook or ""
+    fields = {"runbook": runbook, "step": step.name, "target": ctx.target, "summary": message}
+    role = RoleName(step.role)
+    if ctx.pager is not None:
+        ctx.pager.event("runbook_notice", fields, roles=(role,))
+        return True, f"notice to {step.role} queued"
     from tasks.notify import send
 
-    message = render(step.message or "", values, quote=False)
-    fields = {
-        "alert": ctx.alert.name, "target": ctx.target, "outcome": step.name,
-        "summary": message, "duration": "", "link": "",
-    }  # fmt: skip
-    sent = send("finished", ctx.inv, fields, roles=(_role(step),))
+    sent = send("runbook_notice", ctx.inv, fields, roles=(role,))
     return True, f"notified {step.role} ({sum(d.ok for d in sent)}/{len(sent)} channels)"
 
 
-def _role(step: Step) -> Any:
-    from inventory.models import RoleName
-
-    return RoleName(step.role)
+def _escalate_now(ctx: IncidentContext, runbook: str, step: Step, what: str) -> None:
+    """``on_failure: escalate``: page the command center now; the runbook goes on."""
+    summary = f"runbook {runbook}: step {step.name!r} failed ({what}); the runbook continues"
+    get_run_logger().error("ESCALATE: %s", summary)
+    ctx.event("escalated", summary)
+    if ctx.pager is not None:
+        ctx.pager.event("escalation", {"summary": summary}, roles=(RoleName.command_center,))
 
 
 def _probe(step: Step, inv: Inventory) -> tuple[bool, str]:
@@ -161,7 +187,8 @@ def handle(ctx: IncidentContext) -> Outcome:
     if ctx.dry_run:
         return Outcome(outcome="dry_run", ok=True, message="plan only, nothing changed")
     checked = False
-    failures = []
+    passed_over: list[str] = []
+    escalated: list[str] = []
     for step in rb.steps:
         if step.kind == "approval" or (step.changes and not checked):
             gate_plan = plan.model_copy(update={"requires_approval": step.kind == "approval"})
@@ -174,23 +201,28 @@ def handle(ctx: IncidentContext) -> Outcome:
                 continue
         ok, what = run_step(ctx, step, values)
         ctx.event("step", f"{step.name} ({step.kind}): {'ok' if ok else 'FAILED'} — {what}")
-        if not ok:
-            failures.append(step.name)
-            if step.on_failure == "stop":
-                get_run_logger().error("ESCALATE: runbook %s stopped at %s", name, step.name)
-                return Outcome(
-                    outcome="runbook_failed",
-                    ok=False,
-                    message=f"runbook {name} stopped at step {step.name!r}: {what}",
-                )
-    if failures:
+        if ok:
+            continue
+        if step.on_failure == "stop":
+            get_run_logger().error("ESCALATE: runbook %s stopped at %s", name, step.name)
+            return Outcome(
+                outcome="runbook_failed",
+                ok=False,
+                message=f"runbook {name} stopped at step {step.name!r}: {what}",
+            )
+        if step.on_failure == "escalate":
+            _escalate_now(ctx, name, step, what)
+            escalated.append(step.name)
+        else:
+            passed_over.append(step.name)
+    over = f"; failed and passed over: {', '.join(passed_over)}" if passed_over else ""
+    if escalated:
         return Outcome(
             outcome="runbook_partial",
             ok=False,
-            message=f"runbook {name} finished; steps that failed and were passed over: "
-            + ", ".join(failures),
+            message=f"runbook {name} finished; failed and escalated: {', '.join(escalated)}" + over,
         )
-    return Outcome(outcome="runbook_completed", ok=True, message=f"runbook {name} completed")
+    return Outcome(outcome="runbook_completed", ok=True, message=f"runbook {name} completed{over}")
 
 
 def _approve_again(ctx: IncidentContext, plan: Plan) -> Outcome | None:

@@ -43,6 +43,7 @@ ROUTES: dict[str, tuple[RoleName, ...]] = {
     "escalation": (R.command_center, R.operations, R.tech_support),
     "failure": tuple(R),
     "drill_failed": (R.command_center, R.operations, R.tech_support),
+    "runbook_notice": (R.operations,),
 }
 
 
@@ -149,9 +150,14 @@ class Pager:
         self._pending: list[Future[list[Delivery]]] = []
 
     def event(
-        self, event: str, extra: dict[str, Any] | None = None, code: str | None = None
+        self,
+        event: str,
+        extra: dict[str, Any] | None = None,
+        code: str | None = None,
+        roles: tuple[RoleName, ...] | None = None,
     ) -> None:
-        """Queue one event; the code, if any, goes to the command center only."""
+        """Queue one event (to ``roles``, default: the event's); the code, if any, goes
+        to the command center only."""
         fields = {**self.fields, **(extra or {})}
         if self.drill:
             fields["alert"] = f"[DRILL] {fields.get('alert', '')}"
@@ -160,9 +166,15 @@ class Pager:
                 note = Delivery(event=event, role="-", channel="(drill: not sent)", ok=True)
                 self.deliveries.append(note)
                 return
-        self._pending.append(self._pool.submit(self._send, event, fields, code))
+        self._pending.append(self._pool.submit(self._send, event, fields, code, roles))
 
-    def _send(self, event: str, fields: dict[str, Any], code: str | None) -> list[Delivery]:
+    def _send(
+        self,
+        event: str,
+        fields: dict[str, Any],
+        code: str | None,
+        roles: tuple[RoleName, ...] | None = None,
+    ) -> list[Delivery]:
         cc = {R.command_center: {"code_line": self._code_line(code)}} if code else None
         try:
             if event == "gate_backup":
@@ -176,7 +188,8 @@ class Pager:
                     people=backups,
                     private=cc,
                 )
-            roles = (R.command_center,) if self.drill else None
+            if self.drill:
+                roles = (R.command_center,)
             return send(event, self.inv, fields, self.lang, roles=roles, private=cc)
         except Exception as exc:  # noqa: BLE001 - never let paging break a plan
             log.warning("notify %s failed: %s", event, type(exc).__name__)

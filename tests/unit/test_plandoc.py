@@ -32,6 +32,14 @@ def test_everything_appears(lang: str) -> None:
         assert f"`{rule.name}`" in doc
     for deployment in read_deployments():
         assert deployment["name"] in doc
+    assert inv.runbooks, "the lab has runbooks"
+    for name, runbook in inv.runbooks.items():
+        assert f"`{name}`: {runbook.text('title', lang)}" in doc
+        assert all(f"`{step.name}`" in doc for step in runbook.steps)
+        assert all(f"`{param}`" in doc for param in runbook.parameters)
+        signoffs = [f"`{s.name}` | {'**审批**' if lang == 'zh' else '**sign-off**'} |"
+                    for s in runbook.steps if s.kind == "approval"]  # fmt: skip
+        assert all(s in doc for s in signoffs)
     heads = (
         [
             "1. 总则",
