@@ -265,16 +265,25 @@ def plan_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run/--no-dry-run", help="only plan (the only mode here)")
     ] = True,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=VALUE, a runbook parameter (typed by the runbook); repeatable"),
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Show exactly what a plan would run on a target, through the deployed incident
-    flow with dry_run=True (the same can be done from the Prefect API)."""
+    flow with dry_run=True (the same can be done from the Prefect API). Runbooks:
+    contingency plan runbook:NAME --target T --param max_age_min=5."""
     from prefect.deployments import run_deployment
 
     from contingency.waiting import wait_for_run
 
     if not dry_run:
         err.print("only --dry-run is offered here: real runs start from alerts")
+        raise typer.Exit(2)
+    options = dict(p.partition("=")[::2] for p in param or [])
+    if any(not k for k in options) or any("=" not in p for p in param or []):
+        err.print("--param takes NAME=VALUE")
         raise typer.Exit(2)
     settings = _settings(state_dir)
     alert = {
@@ -286,7 +295,13 @@ def plan_cmd(
         run = run_deployment(
             settings.incident_deployment,
             timeout=0,
-            parameters={"alert": alert, "dry_run": True, "plan": plan, "target": target},
+            parameters={
+                "alert": alert,
+                "dry_run": True,
+                "plan": plan,
+                "target": target,
+                "options": options,
+            },
         )
         final = wait_for_run(run.id, timeout_s=120)
     path = settings.reports_path / f"incident-{run.id}.md"

@@ -125,11 +125,11 @@ def test_dry_run_of_a_runbook_from_the_cli(lab_stack: Stack) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
     res = subprocess.run(
         [sys.executable, "-m", "contingency", "plan", "runbook:clear-tmp", "--target", "app1",
-         "--dry-run", "--state-dir", str(lab_stack.state_dir)],
+         "--dry-run", "--param", "max_age_min=5", "--state-dir", str(lab_stack.state_dir)],
         env={**env, "COLUMNS": "250"}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "dry_run" in res.stdout and "-mmin" in res.stdout
+    assert "dry_run" in res.stdout and "-mmin +5 -print" in res.stdout
 
 
 def test_sign_off_step_waits_for_the_command_center(lab_stack: Stack) -> None:

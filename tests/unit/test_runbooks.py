@@ -287,3 +287,14 @@ def test_plan_document_lists_every_runbook_in_both_languages() -> None:
             assert all(f"`{s.name}`" in doc for s in rb.steps)
             assert all(f"`{p}`" in doc for p in rb.parameters)
         assert f"| 2 | `sign-off` | {signoff} |" in doc
+
+
+def test_cli_plan_refuses_a_param_without_a_value() -> None:
+    from typer.testing import CliRunner
+
+    from contingency.cli import app
+
+    res = CliRunner().invoke(
+        app, ["plan", "runbook:clear-tmp", "--target", "app1", "--param", "max_age_min"]
+    )
+    assert res.exit_code == 2 and "--param takes NAME=VALUE" in res.output
