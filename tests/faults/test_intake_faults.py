@@ -327,14 +327,16 @@ def test_generic_hmac_with_rotated_secrets_against_the_stack_intake(generic_hmac
         return json.dumps({"alerts": [{"labels": labels}]}).encode()
 
     new, old = body(), body()
+    ts = int(time.time())
     r_new, r_old = (
-        _signed(stack, new, "generic-new-secret"),
+        _signed(stack, new, "generic-new-secret", ts=ts),
         _signed(stack, old, "generic-old-secret"),
     )
     assert (r_new.status_code, r_old.status_code) == (202, 202), (r_new.text, r_old.text)
     runs = [r.json()["incidents"][0]["flow_run_id"] for r in (r_new, r_old)]
     assert all(runs) and runs[0] != runs[1]
-    assert _signed(stack, new, "generic-new-secret").status_code == 401  # exact replay
+    # the exact same request again (same timestamp, same signature) is a replay
+    assert _signed(stack, new, "generic-new-secret", ts=ts).status_code == 401
     refused = [
         _signed(stack, body(), "not-the-secret"),
         _signed(stack, body(), "generic-new-secret", ts=int(time.time()) - 400),  # stale

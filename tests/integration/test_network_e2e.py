@@ -99,4 +99,6 @@ def sign_off(stack: Stack, run_id: str) -> None:
     first = wait_for(lambda: _latest_code(stack, run_id), 20, "first code")
     decide(run_id, "approve", "zhang.wei", first, "go")
     second = wait_for(lambda: (c := _latest_code(stack, run_id)) != first and c, 20, "2nd code")
+    # the code is sent before the gate pauses again: wait for it to wait
+    wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), 30, "gate open again")
     decide(run_id, "approve", "li.na", second, "agreed")

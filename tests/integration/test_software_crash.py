@@ -45,6 +45,9 @@ def _inventory(tmp_path: Path, host: Host, marker: Path, host_key: str | None = 
             }
         },
         "roles": {"command_center": {}},
+        # the session's shared Prefect server holds every other test's remediations too:
+        # no rate cap or cooldown from those here (tests/faults/test_rails.py covers them)
+        "rails": {"default": {"cooldown_s": 0, "flap_count": 100, "max_runs_per_window": 100000}},
         "routing": [
             {
                 "name": "down",
