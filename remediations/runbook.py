@@ -189,10 +189,11 @@ def handle(ctx: IncidentContext) -> Outcome:
     checked = False
     passed_over: list[str] = []
     escalated: list[str] = []
+    done: list[str] = []
     for step in rb.steps:
         if step.kind == "approval" or (step.changes and not checked):
             gate_plan = plan.model_copy(update={"requires_approval": step.kind == "approval"})
-            stop = ctx.gate(gate_plan) if not checked else _approve_again(ctx, gate_plan)
+            stop = ctx.gate(gate_plan) if not checked else _approve_again(ctx, gate_plan, done)
             checked = True
             if stop is not None:
                 return stop
@@ -200,6 +201,7 @@ def handle(ctx: IncidentContext) -> Outcome:
                 ctx.event("step", f"{step.name}: approved")
                 continue
         ok, what = run_step(ctx, step, values)
+        done.append(step.name)
         ctx.event("step", f"{step.name} ({step.kind}): {'ok' if ok else 'FAILED'} — {what}")
         if ok:
             continue
@@ -225,14 +227,21 @@ def handle(ctx: IncidentContext) -> Outcome:
     return Outcome(outcome="runbook_completed", ok=True, message=f"runbook {name} completed{over}")
 
 
-def _approve_again(ctx: IncidentContext, plan: Plan) -> Outcome | None:
-    """A later approval step: sign-off only (the rails were checked at the first)."""
+def _approve_again(ctx: IncidentContext, plan: Plan, done: list[str]) -> Outcome | None:
+    """A later approval step: sign-off only (the rails were checked at the first). If it
+    is not approved, the outcome says which steps had already run."""
     from remediations.context import GATE_OUTCOMES
 
+    ctx.event("gate opened", "waiting for the command center")
     gate = ctx.approve(plan)
     ctx.last_gate = gate
+    by = f" by {gate.approver}" if gate.approver else ""
+    ctx.event("gate closed", f"{gate.status}{by} after {gate.wait_s:.1f}s")
     if gate.approved:
         return None
-    return GATE_OUTCOMES.get(gate.status) or Outcome(
-        outcome="not_approved", ok=False, message=f"gate ended {gate.status}; stopped"
+    base = GATE_OUTCOMES.get(gate.status) or Outcome(
+        outcome="not_approved", ok=False, message=f"gate ended {gate.status}"
     )
+    ran = ", ".join(done) or "none"
+    message = f"{base.message.split(';')[0]}; the runbook stopped here (steps already run: {ran})"
+    return base.model_copy(update={"message": message})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ def _inventory(tmp_path: Path, host: Host) -> Path:
             }
         },
         "roles": {"command_center": {}},
+        "rails": {"default": {"cooldown_s": 0, "flap_count": 100}},  # tests act back to back
         "runbooks": {
             "tidy": {
                 "title": {"en": "Tidy a directory", "zh": "整理目录"},
@@ -82,6 +84,17 @@ def use_inventory(
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+    _flush_to_api()
+
+
+def _flush_to_api() -> None:
+    """Send this process's queued logs and events while the stack still runs (else they
+    are retried against a stopped API for a minute when the session ends)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10, at_exit=False)
+    EventsWorker.drain_all(timeout=10, at_exit=False)
 
 
 def _task_names(run_id: uuid.UUID) -> list[str]:
@@ -156,3 +169,71 @@ def test_bad_parameters_run_nothing(use_inventory: Path) -> None:
     report = Path(result.report_path or "").read_text()
     assert "parameter keep: '2; reboot' is not an integer" in report
     assert not (use_inventory / "x").exists()
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What a command-center member decided (a scripted approver: the real gate and its
+    one-time codes are covered by test_runbook.py through the stack)."""
+
+    status: str
+    approver: str | None = "li.na"
+    wait_s: float = 0.0
+    choice: str = ""
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
+
+
+@pytest.mark.usefixtures("lab_stack")
+def test_each_approval_step_asks_and_a_rejection_stops_there_with_a_scripted_approver(
+    use_inventory: Path,
+) -> None:
+    from prefect import flow
+
+    from inventory.loader import load_inventory
+    from inventory.routing import RouteDecision
+    from remediations.context import IncidentContext, Outcome
+    from remediations.runbook import handle
+
+    doc = yaml.safe_load((use_inventory / "inventory.yaml").read_text())
+    doc["runbooks"]["two-gates"] = {"steps": [
+        {"name": "first", "kind": "ssh", "host": "box", "command": f"touch {use_inventory}/one"},
+        {"name": "gate-1", "kind": "approval"},
+        {"name": "second", "kind": "ssh", "host": "box", "command": f"touch {use_inventory}/two"},
+        {"name": "gate-2", "kind": "approval"},
+        {"name": "third", "kind": "ssh", "host": "box", "command": f"touch {use_inventory}/three"},
+    ]}  # fmt: skip
+    (use_inventory / "inventory.yaml").write_text(yaml.safe_dump(doc))
+    inv = load_inventory(use_inventory / "inventory.yaml")
+    asked: list[bool] = []
+    answers = iter(["approved", "rejected"])
+
+    def approve(plan: object) -> _Decision:
+        asked.append(getattr(plan, "requires_approval", False))
+        return _Decision(next(answers))
+
+    @flow
+    def run() -> Outcome:
+        ctx = IncidentContext(
+            alert=Alert(fingerprint=uuid.uuid4().hex, labels={}),
+            inv=inv,
+            decision=RouteDecision(
+                routed=True, plan="runbook", target="box", runbook="two-gates", reason="test"
+            ),
+            approve=approve,
+        )
+        out = handle(ctx)
+        assert [e.kind for e in ctx.timeline.events].count("gate closed") == 2
+        return out
+
+    out = run()
+    assert asked == [True, True]
+    assert (use_inventory / "one").exists() and (use_inventory / "two").exists()
+    assert not (use_inventory / "three").exists()
+    assert out.outcome == "rejected"
+    assert out.message == (
+        "the command center rejected the plan; the runbook stopped here "
+        "(steps already run: first, second)"
+    )
