@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +23,24 @@ def _settings(state_dir: Path | None) -> Settings:
     return Settings(state_dir=state_dir) if state_dir else Settings()
 
 
+@contextmanager
+def _stack_or_exit(settings: Settings) -> Iterator[None]:
+    """Talk to the running stack; a missing or unreachable stack is one clear line."""
+    import httpx
+
+    from contingency.stack import stack_client
+
+    try:
+        with stack_client(settings):
+            yield
+    except FileNotFoundError as exc:
+        err.print(str(exc), markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except httpx.HTTPError as exc:
+        err.print(f"Prefect API unreachable ({type(exc).__name__}); is the stack up?")
+        raise typer.Exit(1) from None
+
+
 def _follow_up(text: str):  # type: ignore[no-untyped-def]
     from tasks.review import FollowUp
 
@@ -36,11 +56,16 @@ def _follow_up(text: str):  # type: ignore[no-untyped-def]
 
 def review(
     run_id: Annotated[str, typer.Argument(help="the incident's flow run id")],
-    reviewer: Annotated[str, typer.Option("--as", help="your name in the inventory")],
     category: Annotated[
-        str, typer.Option(help="software, hardware, network, data, human, external, unknown")
+        str,
+        typer.Option(
+            "--root-cause-category",
+            "--category",
+            help="software, hardware, network, data, human, external, unknown",
+        ),
     ],
     root_cause: Annotated[str, typer.Option(help="what caused it")],
+    reviewer: Annotated[str, typer.Option("--as", help="your name in the inventory")] = "",
     went_well: Annotated[str, typer.Option(help="what went well")] = "",
     went_badly: Annotated[str, typer.Option(help="what went badly")] = "",
     action: Annotated[
@@ -51,7 +76,6 @@ def review(
     """Append a post-incident review (root cause, lessons, follow-ups) to the report."""
     from pydantic import ValidationError
 
-    from contingency.stack import stack_client
     from inventory.loader import load_inventory
     from tasks.review import ReviewError, ReviewInput, append_review
 
@@ -63,17 +87,27 @@ def review(
         )  # fmt: skip
     except ValidationError as exc:
         for e in exc.errors():
-            err.print(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}", markup=False)
+            err.print(
+                f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}", markup=False, soft_wrap=True
+            )
         raise typer.Exit(2) from None
     try:
-        with stack_client(settings):
-            path = append_review(
-                run_id, form, load_inventory(settings.inventory_path()), settings.reports_path
-            )
+        with _stack_or_exit(settings):
+            inv = load_inventory(settings.inventory_path())
+            done = append_review(run_id, form, inv, settings.reports_path, settings)
     except ReviewError as exc:
-        err.print(str(exc), markup=False)
+        err.print(str(exc), markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    out.print(f"review appended to {path} and to the report artifact")
+    out.print(
+        f"review appended to {done.path} and to the report artifact", markup=False, soft_wrap=True
+    )
+    if done.report_copy is not None:
+        line = (
+            f"copied to {done.report_copy.url}"
+            if done.report_copy.ok
+            else f"S3 copy failed: {done.report_copy.error}"
+        )
+        (out if done.report_copy.ok else err).print(line, markup=False, soft_wrap=True)
 
 
 def stats(
@@ -84,15 +118,14 @@ def stats(
     state_dir: StateDir = None,
 ) -> None:
     """Per plan: incidents, success rate, time to recover, repeats, gate timeouts."""
-    from contingency.stack import stack_client
     from contingency.stats import aggregate, collect, parse_since, plot
 
     try:
         start = parse_since(since)
     except ValueError as exc:
-        err.print(str(exc), markup=False)
+        err.print(str(exc), markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    with stack_client(_settings(state_dir)):
+    with _stack_or_exit(_settings(state_dir)):
         records = collect(start)
     table = Table(
         "plan", "incidents", "success", "TTR median", "TTR p90", "repeat alerts",

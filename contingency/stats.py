@@ -8,6 +8,7 @@ the API; :func:`plot` draws time to recover over time per plan (PNG, matplotlib 
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 TTR_RE = re.compile(r"\*\*time to recover\*\*: (\d+(?:\.\d+)?)s")
 OUTCOME_RE = re.compile(r"^# Incident .* — ([a-z_]+)\s*$", re.MULTILINE)
+EXPIRED_RE = re.compile(r"^### Gate \d+: expired\s*$", re.MULTILINE)
 
 
 class Record(BaseModel):
@@ -28,6 +30,8 @@ class Record(BaseModel):
     fingerprint: str = ""
     recover_s: float | None = None
     drill: bool = False
+    gates_expired: int = 0
+    """Sign-off gates of this incident that closed because nobody decided in time."""
 
 
 class PlanStats(BaseModel):
@@ -61,8 +65,9 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 
 def _p90(values: list[float]) -> float:
+    """Nearest-rank 90th percentile: the smallest value with 90 % of values at or below."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(0.9 * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
 
 
 def aggregate(records: list[Record]) -> list[PlanStats]:
@@ -85,7 +90,7 @@ def aggregate(records: list[Record]) -> list[PlanStats]:
                 ttr_median_s=statistics.median(ttr) if ttr else None,
                 ttr_p90_s=_p90(ttr) if ttr else None,
                 repeats=repeats.get(plan, 0),
-                gates_timed_out=sum(r.outcome == "not_approved" for r in rs),
+                gates_timed_out=sum(r.gates_expired for r in rs),
                 drills=sum(r.drill for r in rs),
             )
         )
@@ -97,7 +102,8 @@ def _tag(tags: list[str], prefix: str) -> str:
 
 
 def collect(since: datetime, limit: int = 5000) -> list[Record]:
-    """Incident runs started since ``since``, with outcome and time to recover."""
+    """Incident runs started since ``since`` (dry runs left out), with outcome, time to
+    recover and expired gates read from each run's report artifact."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
@@ -132,6 +138,8 @@ def collect(since: datetime, limit: int = 5000) -> list[Record]:
     for r in runs:
         if r.state is None or not r.state.is_final() or r.start_time is None:
             continue
+        if (r.parameters or {}).get("dry_run"):
+            continue  # `contingency plan --dry-run`: not an incident
         data = reports.get(f"incident-{r.id}", "")
         m = TTR_RE.search(data)
         title = OUTCOME_RE.search(data)
@@ -146,6 +154,7 @@ def collect(since: datetime, limit: int = 5000) -> list[Record]:
                 fingerprint=_tag(r.tags, "fingerprint:"),
                 recover_s=float(m.group(1)) if m else None,
                 drill="drill" in r.tags,
+                gates_expired=len(EXPIRED_RE.findall(data)),
             )
         )
     return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -30,6 +29,7 @@ from tasks.errors import ContingencyError
 from tasks.incident_times import IncidentTimes, incident_times
 from tasks.notify import Pager
 from tasks.report import Timeline, publish_report, render_report
+from tasks.report_copy import ReportCopy, copy_report
 from tasks.ssh import close_all, current_run_id
 
 Handler = Callable[[IncidentContext], Outcome]
@@ -41,6 +41,7 @@ class IncidentResult(BaseModel):
     plan: Plan | None = None
     report_path: str | None = None
     times: IncidentTimes | None = None
+    report_copy: ReportCopy | None = None
 
 
 def _run_name() -> str:
@@ -149,36 +150,24 @@ def _report(
         sections,
     )
     message = redact(outcome.message)
+    copy = copy_report(f"incident-{run_id}.md", markdown, get_settings())
     path = publish_report(
-        markdown,
+        markdown + (copy.as_markdown() if copy else ""),
         f"incident-{run_id}",
         get_settings().reports_path,
         description=f"{outcome.outcome}: {message}"[:500],
     )
-    _upload(path)
     result = IncidentResult(
         outcome=outcome.outcome,
         route=decision,
         plan=ctx.plan if ctx else None,
         report_path=str(path),
         times=times,
+        report_copy=copy,
     )
     if outcome.ok:
         return Completed(message=message, data=result)
     return Failed(name="Escalated", message=f"{outcome.outcome}: {message}", data=result)
-
-
-def _upload(path: Path) -> None:
-    """Also keep the report in object storage, if configured; a failure is only logged."""
-    from tasks.storage import upload_report
-
-    try:
-        where = upload_report(path, get_settings())
-    except ContingencyError as exc:
-        get_run_logger().warning("report upload failed: %s", redact(str(exc)))
-        return
-    if where:
-        get_run_logger().info("report uploaded to %s", where)
 
 
 def _run_locked(ctx: IncidentContext, handle: Handler, dry_run: bool) -> Outcome:

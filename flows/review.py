@@ -11,10 +11,16 @@ from prefect.states import Completed, Failed, State
 from inventory.loader import load_inventory
 from inventory.settings import get_settings
 from tasks.gate_wait import wait_for_input
-from tasks.review import ReviewError, ReviewInput, append_review, problems
+from tasks.review import ReviewError, ReviewInput, append_review, incident_report, problems
 
 WAIT_S = 7 * 24 * 3600
 """How long the form stays open."""
+
+
+def _summary(report: str) -> str:
+    """The report's title and summary lines (outcome, clocks), one heading level down."""
+    head = report.split("\n## ", 1)[0].strip()
+    return head.replace("# ", "### ", 1) if head.startswith("# ") else head
 
 
 @flow(name="incident-review", flow_run_name="review-{incident_run_id}")
@@ -23,16 +29,17 @@ def incident_review(incident_run_id: str, poll_s: float = 1.0) -> State:
     logger = get_run_logger()
     settings = get_settings()
     inv = load_inventory(settings.inventory_path())
-    report = settings.reports_path / f"incident-{incident_run_id}.md"
-    if not report.exists():
-        return Failed(message=f"no report for incident {incident_run_id[:64]!r}")
+    try:
+        report = incident_report(incident_run_id, settings.reports_path)
+    except ReviewError as exc:
+        return Failed(message=str(exc))
     note = ""
     for n in range(100):
         form = ReviewInput.with_initial_data(
             description=f"{note}## Review of incident `{incident_run_id}`\n\n"
             "Root cause, what went well and badly, follow-up actions (owner = a person in "
-            "the inventory, due date YYYY-MM-DD). Appended to the incident report.",
-            reviewer="",
+            "the inventory, due date YYYY-MM-DD). Appended to the incident report.\n\n"
+            + _summary(report),
             category="unknown",
             root_cause="",
         )
@@ -42,9 +49,10 @@ def incident_review(incident_run_id: str, poll_s: float = 1.0) -> State:
             logger.warning("review refused: %s", "; ".join(bad))
             continue
         try:
-            path = append_review(incident_run_id, review, inv, settings.reports_path)
+            done = append_review(incident_run_id, review, inv, settings.reports_path, settings)
         except ReviewError as exc:
             return Failed(message=str(exc))
-        logger.info("review by %s appended to %s", review.reviewer, path)
-        return Completed(message=f"review by {review.reviewer} appended")
+        who = review.reviewer or "an unnamed reviewer"
+        logger.info("review by %s appended to %s", who, done.path)
+        return Completed(message=f"review by {who} appended")
     return Failed(message="too many refused reviews")

@@ -22,7 +22,6 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any
 
 import boto3
@@ -75,15 +74,17 @@ class RestorePoint(BaseModel):
         return ((now or datetime.now(UTC)) - self.manifest.created).total_seconds()
 
 
-def make_client(loc: BackupLocation, settings: Settings | None = None) -> Any:
+def make_client(
+    loc: BackupLocation, settings: Settings | None = None, attempts: int = 5, timeout: float = 10
+) -> Any:
     """A boto3 S3 client for ``loc``: path-style, checksums when_required, bounded retries."""
     cfg = Config(
         s3={"addressing_style": "path"},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        connect_timeout=10,
-        read_timeout=60,
-        retries={"max_attempts": 5, "mode": "standard"},
+        connect_timeout=timeout,
+        read_timeout=6 * timeout,
+        retries={"max_attempts": attempts, "mode": "standard"},
     )
     return boto3.client(
         "s3",
@@ -243,9 +244,11 @@ def _read_full(src: IO[bytes], n: int) -> bytes:
     return b"".join(chunks)
 
 
-def upload_report(path: Path, settings: Settings) -> str | None:
-    """Copy a report file to the configured report bucket; returns its s3:// address,
-    None if no bucket is configured. Raises StorageError (the caller logs it)."""
+def upload_report(name: str, data: bytes, settings: Settings) -> str | None:
+    """Put one report (``<prefix>/<name>``) in the configured report bucket, creating the
+    bucket if needed; returns its s3:// address, None if no bucket is configured.
+    Few retries and short timeouts: an incident must not wait on a slow bucket.
+    Raises StorageError naming the bucket and key (the caller logs and lists it)."""
     if not (settings.report_s3_endpoint and settings.report_s3_bucket):
         return None
     loc = BackupLocation(
@@ -255,7 +258,8 @@ def upload_report(path: Path, settings: Settings) -> str | None:
         key_id_ref=settings.report_s3_key_id_ref,
         key_ref=settings.report_s3_key_ref,
     )
-    store = Store.for_location(loc, settings)
-    key = f"{loc.prefix.rstrip('/')}/{path.name}"
-    store.put_bytes(key, path.read_bytes())
+    store = Store(make_client(loc, settings, attempts=2, timeout=5), loc.bucket)
+    key = f"{loc.prefix.rstrip('/')}/{name}"
+    store.ensure_bucket()
+    store.put_bytes(key, data)
     return f"s3://{loc.bucket}/{key}"

@@ -6,6 +6,7 @@ the UI does), and `contingency stats` counts the incident and plots it."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -51,21 +52,43 @@ def _report_versions(run_id: str) -> list[str]:
 
 
 def test_cli_review_appends_to_report_and_artifact(lab_stack: Stack, incident: str) -> None:
+    before = (lab_stack.state_dir / "reports" / f"incident-{incident}.md").read_text()
+    assert re.search(r"time to acknowledge\W+\d+\.\ds", before)
+    assert re.search(r"time to recover\W+\d+\.\ds", before), before[:800]
     bad = _cli(
         lab_stack, "review", incident, "--as", "zhang.wei", "--category", "software",
         "--root-cause", "web crashed", "--action", "fix|nobody|2026-12-01",
     )  # fmt: skip
     assert bad.returncode == 1 and "owner 'nobody' is not a person" in bad.stderr
     ok = _cli(
-        lab_stack, "review", incident, "--as", "zhang.wei", "--category", "software",
+        lab_stack, "review", incident, "--root-cause-category", "software",
         "--root-cause", "lab crash injected", "--went-well", "restarted in seconds",
+        "--went-badly", "nobody saw it coming",
         "--action", "add a memory alert|wang.fang|2026-12-01",
+        "--action", "write a runbook|li.na|2026-12-15",
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     text = (lab_stack.state_dir / "reports" / f"incident-{incident}.md").read_text()
-    assert "## Review" in text and "| 1 | add a memory alert | wang.fang | 2026-12-01 |" in text
-    assert "time to recover" in text
-    assert any("## Review" in v for v in _report_versions(incident))
+    assert text.startswith(before.rstrip("\n")) and "## Review" in text
+    assert "| 1 | add a memory alert | wang.fang | 2026-12-01 |" in text
+    assert "| 2 | write a runbook | li.na | 2026-12-15 |" in text
+    assert "**went badly**: nobody saw it coming" in text
+    versions = _report_versions(incident)
+    assert len(versions) >= 2 and any(v == text for v in versions)
+
+
+def test_cli_review_errors_are_clear(lab_stack: Stack, incident: str) -> None:
+    args = ["--root-cause-category", "software", "--root-cause", "x y z"]
+    unknown = _cli(lab_stack, "review", str(uuid.uuid4()), *args)
+    assert unknown.returncode == 1 and "unknown run" in unknown.stderr
+    assert "not a flow run id" in _cli(lab_stack, "review", "12; rm -rf /", *args).stderr
+    date = _cli(lab_stack, "review", incident, *args, "--action", "fix|li.na|31.12.2026")
+    assert date.returncode == 2 and "bad due date '31.12.2026'" in date.stderr
+    cat = _cli(lab_stack, "review", incident, "--root-cause-category", "aliens",
+               "--root-cause", "x y z")  # fmt: skip
+    assert cat.returncode == 2 and "category" in cat.stderr and "software" in cat.stderr
+    report = (lab_stack.state_dir / "reports" / f"incident-{incident}.md").read_text()
+    assert "## Review" not in report  # nothing was appended by the refused reviews
 
 
 def test_review_form_flow_appends_the_submitted_review(lab_stack: Stack, incident: str) -> None:

@@ -62,22 +62,3 @@ def test_errors_never_carry_secrets(s3_location: BackupLocation) -> None:
     with pytest.raises(ObjectMissing) as info:
         store.manifest("ds/none.bin")
     assert "lab-secret-value" not in str(info.value)
-
-
-def test_reports_are_uploaded_when_a_bucket_is_configured(s3_location, tmp_path) -> None:
-    from inventory.settings import Settings
-    from tasks.storage import Store, upload_report
-
-    report = tmp_path / "incident-abc.md"
-    report.write_text("# Incident — recovered\n")
-    assert upload_report(report, Settings(state_dir=tmp_path)) is None  # not configured
-    settings = Settings(
-        state_dir=tmp_path, report_s3_endpoint=s3_location.endpoint,
-        report_s3_bucket=s3_location.bucket, report_s3_key_id_ref=s3_location.key_id_ref,
-        report_s3_key_ref=s3_location.key_ref,
-    )  # fmt: skip
-    where = upload_report(report, settings)
-    assert where == f"s3://{s3_location.bucket}/contingency-reports/incident-abc.md"
-    store = Store.for_location(s3_location)
-    body = store.client.get_object(Bucket=store.bucket, Key="contingency-reports/incident-abc.md")
-    assert body["Body"].read() == report.read_bytes()

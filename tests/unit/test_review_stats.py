@@ -8,7 +8,7 @@ import pytest
 import typer
 
 from contingency.review_cli import _follow_up
-from contingency.stats import Record, aggregate, parse_since
+from contingency.stats import EXPIRED_RE, Record, aggregate, parse_since
 from inventory.loader import load_inventory
 from tasks.review import FollowUp, ReviewInput, problems, render_review
 
@@ -27,7 +27,9 @@ def test_aggregate_per_plan() -> None:
     records = [
         _rec(1, "software_crash", True, 10.0, "a"),
         _rec(2, "software_crash", True, 20.0, "a"),  # a repeat of alert a
-        _rec(3, "software_crash", False, None, "b", "not_approved"),
+        _rec(3, "software_crash", False, None, "b", "not_approved").model_copy(
+            update={"gates_expired": 1}
+        ),
         _rec(4, "software_crash", True, 40.0, "c"),
         _rec(5, "data_loss", True, 100.0, "d"),
     ]
@@ -51,7 +53,9 @@ def test_review_owners_must_be_people_and_render() -> None:
         went_well="restart in 40 s", went_badly="two pages",
         actions=[FollowUp(action="raise limit", owner="ghost", due=date(2026, 12, 1))],
     )  # fmt: skip
-    assert problems(review, INV) == ["action 1: owner 'ghost' is not a person in the inventory"]
+    bad = problems(review, INV)
+    assert bad[0] == "action 1: owner 'ghost' is not a person in the inventory"
+    assert bad[1].startswith("people: ") and "wang.fang" in bad[1]
     ok = review.model_copy(update={"actions": [review.actions[0].model_copy(
         update={"owner": "wang.fang"})]})  # fmt: skip
     assert problems(ok, INV) == []
@@ -66,3 +70,20 @@ def test_cli_follow_up_parsing() -> None:
         _follow_up("fix it|li.na|someday")
     with pytest.raises(typer.BadParameter, match="expected"):
         _follow_up("fix it")
+
+
+def test_p90_is_nearest_rank_and_expired_gates_are_summed() -> None:
+    records = [_rec(i, "p", True, float(i), f"f{i}") for i in range(1, 11)]
+    records[0] = records[0].model_copy(update={"gates_expired": 2})
+    [st] = aggregate(records)
+    assert (st.ttr_median_s, st.ttr_p90_s, st.gates_timed_out) == (5.5, 9.0, 2)
+    [one] = aggregate([_rec(1, "p", False, None, "x")])
+    assert (one.success_rate, one.ttr_median_s, one.ttr_p90_s) == (0.0, None, None)
+
+
+def test_expired_gates_are_read_from_the_report_but_not_from_review_text() -> None:
+    report = "# Incident X — not_approved\n\n### Gate 1: expired\n\n### Gate 2: approved\n"
+    review = ReviewInput(category="human", root_cause="nobody answered\n### Gate 3: expired")
+    text = report + render_review(review)
+    assert len(EXPIRED_RE.findall(text)) == 1
+    assert "by an unnamed reviewer" in text and "nobody answered\n  ### Gate 3" in text
