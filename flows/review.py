@@ -40,8 +40,6 @@ def incident_review(incident_run_id: str, poll_s: float = 1.0) -> State:
             "Root cause, what went well and badly, follow-up actions (owner = a person in "
             "the inventory, due date YYYY-MM-DD). Appended to the incident report.\n\n"
             + _summary(report),
-            category="unknown",
-            root_cause="",
         )
         review = wait_for_input(form, f"review-{n}", WAIT_S, poll_s)
         if bad := problems(review, inv):
