@@ -177,6 +177,8 @@ def plot(records: list[Record], path: Path) -> int:
             points += len(rs)
     ax.set_title("Time to recover per incident")
     ax.set_ylabel("seconds")
+    ax.set_xlabel("incident start (UTC)")
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     if points:
         ax.legend()

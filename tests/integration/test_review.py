@@ -126,3 +126,13 @@ def test_stats_counts_incidents_and_plots(lab_stack: Stack, incident: str, tmp_p
     assert int(row.split("│")[2].strip()) >= 1 and "s" in row.split("│")[4]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert _cli(lab_stack, "stats", "--since", "someday").returncode == 2
+
+
+def test_review_form_flow_refuses_an_unknown_incident(lab_stack: Stack) -> None:
+    missing = str(uuid.uuid4())
+    run = run_deployment(
+        "incident-review/incident-review", timeout=0, parameters={"incident_run_id": missing}
+    )
+    final = wait_for_run(run.id, timeout_s=60)
+    assert final.state is not None and final.state.is_failed(), final.state
+    assert f"unknown run {missing}" in str(final.state.message)

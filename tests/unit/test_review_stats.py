@@ -87,3 +87,14 @@ def test_expired_gates_are_read_from_the_report_but_not_from_review_text() -> No
     text = report + render_review(review)
     assert len(EXPIRED_RE.findall(text)) == 1
     assert "by an unnamed reviewer" in text and "nobody answered\n  ### Gate 3" in text
+
+
+def test_expired_gate_sections_of_real_reports_are_counted() -> None:
+    from flows.incident import _gate_section
+    from tasks.approval import GateResult
+
+    gates = [
+        GateResult(status=s, opened_at=T0, closed_at=T0 + timedelta(seconds=5))
+        for s in ("expired", "approved", "expired")
+    ]
+    assert len(EXPIRED_RE.findall(_gate_section(gates))) == 2
