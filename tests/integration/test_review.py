@@ -87,8 +87,13 @@ def test_cli_review_errors_are_clear(lab_stack: Stack, incident: str) -> None:
     cat = _cli(lab_stack, "review", incident, "--root-cause-category", "aliens",
                "--root-cause", "x y z")  # fmt: skip
     assert cat.returncode == 2 and "category" in cat.stderr and "software" in cat.stderr
-    report = (lab_stack.state_dir / "reports" / f"incident-{incident}.md").read_text()
+    path = lab_stack.state_dir / "reports" / f"incident-{incident}.md"
+    report = path.read_text()
     assert "## Review" not in report  # nothing was appended by the refused reviews
+    path.unlink()  # reviewing from a machine without the file: the artifact is the source
+    ok = _cli(lab_stack, "review", incident, *args)
+    assert ok.returncode == 0, ok.stderr
+    assert path.read_text().startswith(report.rstrip("\n")) and "## Review" in path.read_text()
 
 
 def test_review_form_flow_appends_the_submitted_review(lab_stack: Stack, incident: str) -> None:
