@@ -131,3 +131,20 @@ def wait_for(check, timeout_s: float = 60, what: str = "condition"):  # type: ig
             return value
         time.sleep(0.3)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def approval_code(stack: Stack, run_id: str) -> str:
+    """The newest one-time approval code the lab's command-center channel got for a run."""
+    import re as _re
+
+    from contingency.lab.inbox import read
+
+    def find() -> str | None:
+        for msg in reversed(read(stack.state_dir / "lab" / "inbox.jsonl", "/cc")):
+            if run_id in msg.get("message", "") and (
+                m := _re.search(r"code: (\d{6})", str(msg["message"]))
+            ):
+                return m.group(1)
+        return None
+
+    return wait_for(find, timeout_s=20, what="approval code in the lab inbox")

@@ -4,7 +4,6 @@ worker restart and a Prefect server restart while it waits."""
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from contingency.lab.inbox import read
 from contingency.lab.launcher import crash_service, labctl, service_host
 from contingency.stack import restart
 from contingency.waiting import wait_for_run
-from tests.fixtures_stack import Stack, wait_for
+from tests.fixtures_stack import Stack, approval_code, wait_for
 
 
 @pytest.fixture
@@ -39,18 +38,6 @@ def _open_incident(stack: Stack, status: str = "firing") -> tuple[str, dict]:
     return run_id, payload
 
 
-def _code(stack: Stack, run_id: str) -> str:
-    def find() -> str | None:
-        for msg in reversed(read(stack.state_dir / "lab" / "inbox.jsonl", "/cc")):
-            if run_id in msg.get("message", "") and (
-                m := re.search(r"code: (\d{6})", msg["message"])
-            ):
-                return m.group(1)
-        return None
-
-    return wait_for(find, timeout_s=20, what="approval code in the lab inbox")
-
-
 def _report(stack: Stack, run_id: str) -> str:
     return (stack.state_dir / "reports" / f"incident-{run_id}.md").read_text()
 
@@ -63,7 +50,7 @@ def _paused(run_id: str) -> bool:
 
 def test_wrong_code_then_approval_restarts_the_service(lab_stack: Stack, report_down: str) -> None:
     run_id, _ = _open_incident(lab_stack)
-    code = _code(lab_stack, run_id)
+    code = approval_code(lab_stack, run_id)
     ops = [
         m
         for m in read(lab_stack.state_dir / "lab" / "inbox.jsonl", "/ops")
@@ -84,7 +71,7 @@ def test_wrong_code_then_approval_restarts_the_service(lab_stack: Stack, report_
 
 def test_rejection_runs_nothing(lab_stack: Stack, report_down: str) -> None:
     run_id, _ = _open_incident(lab_stack)
-    decide(run_id, "reject", "li.na", _code(lab_stack, run_id), "not during business hours")
+    decide(run_id, "reject", "li.na", approval_code(lab_stack, run_id), "not during business hours")
     run = wait_for_run(run_id, timeout_s=60)
     assert run.state is not None and run.state.is_completed()
     text = _report(lab_stack, run_id)
@@ -109,7 +96,7 @@ def test_resolved_alert_cancels_the_gate(lab_stack: Stack, report_down: str) -> 
 @pytest.mark.parametrize("component", ["worker", "server"])
 def test_gate_survives_a_restart(lab_stack: Stack, report_down: str, component: str) -> None:
     run_id, _ = _open_incident(lab_stack)
-    code = _code(lab_stack, run_id)
+    code = approval_code(lab_stack, run_id)
     restart(lab_stack.settings, component)
     time.sleep(3)
     assert _paused(run_id)

@@ -3,7 +3,6 @@ read from the real Prefect server after real incidents ran on the lab stack."""
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 
@@ -11,10 +10,9 @@ import requests
 
 from contingency.alerts import alertmanager_payload
 from contingency.gates import decide, open_gates
-from contingency.lab.inbox import read
 from contingency.lab.launcher import crash_service, labctl, service_host
 from contingency.waiting import wait_for_run
-from tests.fixtures_stack import Stack, wait_for
+from tests.fixtures_stack import Stack, approval_code, wait_for
 
 
 def _samples(stack: Stack) -> dict[str, float]:
@@ -33,18 +31,6 @@ def _run(stack: Stack, labels: dict[str, str]) -> str:
     return resp.json()["incidents"][0]["flow_run_id"]
 
 
-def _code(stack: Stack, run_id: str) -> str:
-    def find() -> str | None:
-        for msg in reversed(read(stack.state_dir / "lab" / "inbox.jsonl", "/cc")):
-            if run_id in msg.get("message", "") and (
-                m := re.search(r"code: (\d{6})", msg["message"])
-            ):
-                return m.group(1)
-        return None
-
-    return wait_for(find, timeout_s=20, what="approval code")
-
-
 def test_outcomes_durations_and_gate_waits_come_from_prefect(lab_stack: Stack) -> None:
     tag = uuid.uuid4().hex
     healthy = _run(lab_stack, {"alertname": "ServiceDown", "service": "api", "t": tag})
@@ -54,7 +40,7 @@ def test_outcomes_durations_and_gate_waits_come_from_prefect(lab_stack: Stack) -
         gated = _run(lab_stack, {"alertname": "ServiceDown", "service": "report", "t": tag})
         wait_for(lambda: any(g.flow_run_id == gated for g in open_gates()), what="gate open")
         time.sleep(2)  # a measurable wait at the gate
-        decide(gated, "reject", "li.na", _code(lab_stack, gated), "metrics test")
+        decide(gated, "reject", "li.na", approval_code(lab_stack, gated), "metrics test")
         for run_id in (healthy, unroutable, gated):
             wait_for_run(run_id, timeout_s=120)
     finally:
