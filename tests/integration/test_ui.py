@@ -11,8 +11,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from contingency.waiting import wait_for_run
 from tests.fixtures_stack import Stack
+from tests.fixtures_stack import approval_code as _code
 from tests.integration.test_incident_gates import (
-    _code,
     _open_incident,
     _paused,
     _report,
