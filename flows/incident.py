@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from inventory.alert import Alert
 from inventory.loader import InventoryError, load_inventory
 from inventory.models import Inventory, PlanName
-from inventory.routing import RouteDecision, route
+from inventory.routing import RouteDecision, route, target_kind
 from inventory.secrets import install_redaction, redact
 from inventory.settings import get_settings
 from remediations import handler_for, rails
@@ -192,17 +192,7 @@ def _run_locked(ctx: IncidentContext, handle: Handler, dry_run: bool) -> Outcome
 
 def forced_route(plan: str, target: str | None, inv: Inventory) -> RouteDecision:
     """Route to a named plan and target (the dry-run CLI); both must be in the inventory."""
-    kind = (
-        "service"
-        if target in inv.services
-        else "host"
-        if target in inv.hosts
-        else "link"
-        if target in inv.links
-        else "dataset"
-        if target in inv.datasets
-        else None
-    )
+    kind = target_kind(target, inv) if target is not None else None
     plan, _, runbook = plan.partition(":")  # "runbook:NAME" names a runbook
     if plan not in {p.value for p in PlanName}:
         return RouteDecision(routed=False, reason=f"unknown plan {plan[:80]!r}")

@@ -60,7 +60,7 @@ def route(alert: Alert, inv: Inventory) -> RouteDecision:
     if name is None:
         why = f"alert has no label {_safe(rule.target_label)} to name the target"
         return _unroutable(rule, why)
-    kind = _kind(name, inv)
+    kind = target_kind(name, inv)
     if kind is None:
         return _unroutable(rule, f"{_safe(name)} is not a service or host in the inventory")
     return RouteDecision(
@@ -86,7 +86,8 @@ def matches(rule: RoutingRule, labels: dict[str, str]) -> bool:
     )
 
 
-def _kind(name: str, inv: Inventory) -> TargetKind | None:
+def target_kind(name: str, inv: Inventory) -> TargetKind | None:
+    """What ``name`` is in the inventory (service, host, link, dataset), or None."""
     if name in inv.services:
         return "service"
     if name in inv.hosts:
