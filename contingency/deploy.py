@@ -12,6 +12,9 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
 from prefect.flows import load_flow_from_entrypoint
 
+# Every flow run sends Prefect's heartbeat events (every 30 s, Prefect's minimum): the
+# reconciler reads them to tell a live incident from one whose process died.
+RUN_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "prefect.yaml"
 
 
@@ -72,7 +75,10 @@ async def apply_deployments(
                 work_pool_name=work_pool or pool.get("name"),
                 work_queue_name=pool.get("work_queue_name") or "default",
                 parameter_openapi_schema=flow.parameters.model_dump(mode="json"),
-                job_variables={"env": env or {}, **({"command": command} if command else {})},
+                job_variables={
+                    "env": {**RUN_ENV, **(env or {})},
+                    **({"command": command} if command else {}),
+                },
                 concurrency_limit=spec.get("concurrency_limit"),
                 schedules=schedules(spec),
                 pull_steps=pull,

@@ -32,10 +32,16 @@ def _fallback() -> None:
 def _cancelling() -> bool:
     """Is this run being cancelled? Asked of the API; when in doubt, say yes (Prefect's
     own behaviour: a signal from the worker stops the run)."""
+    state = _run_state()
+    return not state or state.get("type") in ("CANCELLING", "CANCELLED")
+
+
+def _run_state() -> dict[str, object]:
+    """This run's state from the API ({} if it cannot be read)."""
     api = os.environ.get("PREFECT_API_URL", "").rstrip("/")
     run_id = os.environ.get("PREFECT__FLOW_RUN_ID", "")
     if not api.startswith(("http://", "https://")) or not run_id:
-        return True
+        return {}
     headers = {"Accept": "application/json"}
     if auth := os.environ.get("PREFECT_API_AUTH_STRING"):
         headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
@@ -43,10 +49,9 @@ def _cancelling() -> bool:
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) only
     try:
         with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - our API
-            state = json.load(resp).get("state") or {}
+            return dict(json.load(resp).get("state") or {})
     except (OSError, ValueError):
-        return True
-    return state.get("type") in ("CANCELLING", "CANCELLED")
+        return {}
 
 
 def main() -> int:
@@ -80,7 +85,39 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     done = replies.readline()
-    return int(json.loads(done)["exit"]) if done else 1
+    if done:
+        return int(json.loads(done)["exit"])
+    # The fork server died (or was restarted) under a running run: the run is not its
+    # child's business any more — it carries on (perhaps at a gate). Wait for it like
+    # its parent would, so the worker does not mark a live run Crashed.
+    return _wait_orphan(pid)
+
+
+def _wait_orphan(pid: int) -> int:
+    """Wait until process ``pid`` (not our child) is gone; 0 if its run ended final."""
+    import time
+
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            pass
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                    break  # a zombie waiting for its new parent: it has exited
+        except OSError:
+            break
+        time.sleep(0.5)
+    return 0 if _final_ok() else 1
+
+
+def _final_ok() -> bool:
+    """Did this run reach a final state other than Crashed (asked of the API)?"""
+    state = _run_state()
+    return state.get("type") in ("COMPLETED", "FAILED", "CANCELLED")
 
 
 if __name__ == "__main__":

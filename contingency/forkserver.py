@@ -34,10 +34,7 @@ def _child(req: dict[str, object], fds: list[int], log_dir: Path) -> None:
         # outlive its launcher, and a write to a dead pipe would kill it (rich exits on
         # BrokenPipeError). Prefect's logs reach the API either way.
         run_id = str(dict(req["env"]).get("PREFECT__FLOW_RUN_ID", "unknown"))  # type: ignore[call-overload]
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log_fd = os.open(
-            log_dir / f"{run_id[:64]}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
-        )
+        log_fd = _open_log(log_dir / f"{run_id[:64]}.log")
         null_fd = os.open(os.devnull, os.O_RDONLY)
         for target, fd in ((0, null_fd), (1, log_fd), (2, log_fd)):
             os.dup2(fd, target)
@@ -60,6 +57,16 @@ def _child(req: dict[str, object], fds: list[int], log_dir: Path) -> None:
         traceback.print_exc()
     finally:
         _flush_and_exit(code)
+
+
+def _open_log(path: Path) -> int:
+    """A run's log file, or /dev/null when the state disk is full or broken: a run must
+    never die because its local log cannot be written (its logs reach the API)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:
+        return os.open(os.devnull, os.O_WRONLY)
 
 
 def _flush_and_exit(code: int) -> None:
@@ -111,9 +118,13 @@ class ForkServer:
         if run_id:
             self.run_ids[pid] = run_id
             flows = self.path.parent / "flows"
-            flows.mkdir(parents=True, exist_ok=True)
-            (flows / f"{run_id[:64]}.pid").write_text(str(pid))
-        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            try:  # for `contingency down` and the tests; a full disk must not stop us
+                flows.mkdir(parents=True, exist_ok=True)
+                (flows / f"{run_id[:64]}.pid").write_text(str(pid))
+            except OSError as exc:
+                print(f"fork server: pid file of {run_id}: {exc}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
         self.children[pid] = conn
         self.by_conn[conn] = pid
         self.sel.register(conn, selectors.EVENT_READ, "conn")
@@ -145,7 +156,8 @@ class ForkServer:
                 continue
             code = os.waitstatus_to_exitcode(status)
             if run_id:
-                (self.path.parent / "flows" / f"{run_id[:64]}.pid").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    (self.path.parent / "flows" / f"{run_id[:64]}.pid").unlink(missing_ok=True)
                 if code != 0:
                     self._postmortem(run_id, code if code >= 0 else 128 - code)
             with contextlib.suppress(OSError):
@@ -168,8 +180,7 @@ class ForkServer:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         code_out = 1
         try:
-            log = self.path.parent / "flows" / f"{run_id[:64]}.log"
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = _open_log(self.path.parent / "flows" / f"{run_id[:64]}.log")
             os.dup2(fd, 1)
             os.dup2(fd, 2)
             from contingency.postmortem import postmortem

@@ -22,6 +22,8 @@ class OpenGate(BaseModel):
     opened_at: datetime
     age_s: float
     expires_at: datetime | None = None
+    live: bool = True
+    """False: the run's process is gone (no heartbeat); the reconciler re-opens it."""
 
 
 def open_gates() -> list[OpenGate]:
@@ -34,6 +36,10 @@ def open_gates() -> list[OpenGate]:
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
             )
         )
+    from tasks.liveness import dead_runs
+
+    with get_client(sync_client=True) as client:
+        dead = {r.id for r in dead_runs(client, list(runs))}
     gates = []
     for run in runs:
         state = run.state
@@ -46,6 +52,7 @@ def open_gates() -> list[OpenGate]:
                 opened_at=opened,
                 age_s=(now - opened).total_seconds(),
                 expires_at=expires,
+                live=run.id not in dead,
             )
         )
     return sorted(gates, key=lambda g: g.opened_at)
@@ -66,6 +73,13 @@ def decide(
                 f"flow run {run_id} is not waiting at a gate "
                 f"(state {run.state.name if run.state else 'unknown'})"
             )
+        from tasks.liveness import dead_runs
+
+        if dead_runs(client, [run]):
+            raise RuntimeError(
+                f"flow run {run_id} waits at a gate but its process is gone: the gate is "
+                "being re-opened as a new incident (see `contingency gates`); decide there"
+            )
         result = client.resume_flow_run(
             UUID(run_id),
             run_input={
@@ -81,3 +95,35 @@ def decide(
         details = getattr(result.details, "reason", "") or ""
         raise RuntimeError(f"the server refused the decision: {status} {details}".strip())
     return status
+
+
+def reopen(run_id: str) -> str:
+    """Re-ask the command center for an incident whose gate was interrupted (or that
+    ended without handling its alert): start its alert again as a successor run.
+    Returns the successor's id; the same one however often it is asked."""
+    from contingency.incident_runs import ended_unhandled, successor_key
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+        if "incident" not in run.tags:
+            raise RuntimeError(f"flow run {run_id} is not an incident")
+        if run.state is None or not run.state.is_final():
+            raise RuntimeError(
+                f"incident {run_id} is still {run.state.name if run.state else 'unknown'}; "
+                "only an ended incident can be re-opened"
+            )
+        if not ended_unhandled(run) and "acted" in run.tags:
+            raise RuntimeError(
+                f"incident {run_id} ended {run.state.name} after acting; start a new alert "
+                "instead of re-opening it"
+            )
+        if run.deployment_id is None:
+            raise RuntimeError(f"incident {run_id} has no deployment to start again from")
+        keep = [t for t in run.tags if t == "incident" or t.startswith(("source:", "fingerprint:"))]
+        new = client.create_flow_run_from_deployment(
+            run.deployment_id,
+            parameters=run.parameters,
+            idempotency_key=successor_key(run.idempotency_key or str(run.id), run.id),
+            tags=[*keep, f"successor-of:{run.id}", "reopened"],
+        )
+    return str(new.id)

@@ -26,13 +26,19 @@ from remediations.context import IncidentContext, Outcome
 from remediations.plan import Plan
 from tasks.approval import GateResult, request_approval
 from tasks.errors import ContingencyError
+from tasks.gate_wait import GateInterrupted
 from tasks.incident_times import IncidentTimes, incident_times
 from tasks.notify import Pager
+from tasks.prefect_api import retry_api
 from tasks.report import Timeline, publish_report, render_report
 from tasks.report_copy import ReportCopy, copy_report
 from tasks.ssh import close_all, current_run_id
 
 Handler = Callable[[IncidentContext], Outcome]
+REPORTED = "reported"
+"""Tag of a run that published its own report and pages (the reconciler skips it)."""
+INTERRUPTED = "Interrupted"
+"""Final state name of a run whose gate was interrupted (see contingency/incident_runs)."""
 
 
 class IncidentResult(BaseModel):
@@ -165,26 +171,31 @@ def _report(
         times=times,
         report_copy=copy,
     )
+    # The reconciler knows this run told its own story (report and pages): nothing to
+    # finish for it. Retried through an API outage (a server restart at this moment).
+    retry_api(lambda: rails.tag_run(REPORTED), "tag the run reported")
     if outcome.ok:
         return Completed(message=message, data=result)
-    return Failed(name="Escalated", message=f"{outcome.outcome}: {message}", data=result)
+    name = INTERRUPTED if outcome.outcome == "interrupted" else "Escalated"
+    return Failed(name=name, message=f"{outcome.outcome}: {message}", data=result)
 
 
 def _run_locked(ctx: IncidentContext, handle: Handler, dry_run: bool) -> Outcome:
-    """One remediation per target at a time: a second incident for a target that is
-    being handled joins it (records and stops) instead of acting in parallel."""
+    """One remediation per target at a time: a second incident for a target that a
+    *live* incident is handling joins it (records and stops) instead of acting in
+    parallel. A lock that cannot be taken with no live holder is escalated."""
     target = ctx.target
     rails.tag_run(f"plan:{ctx.decision.plan}", f"target:{rails.tag_value(target)}")
     if dry_run:
         return handle(ctx)
-    with rails.target_lock(target) as held:
-        if not held:
+    with rails.target_lock(target) as lock:
+        if not lock.held:
             return Outcome(
                 outcome="joined",
                 ok=True,
                 message=(
-                    f"another incident is already handling {target}; this alert joined it "
-                    "and nothing was run twice"
+                    f"incident {lock.holder} is handling {target} and is alive; this alert "
+                    "joined it and nothing was run twice"
                 ),
             )
         return handle(ctx)
@@ -299,6 +310,16 @@ def incident(
                 pager=pager,
             )
             outcome = _run_locked(ctx, handle, dry_run)
+    except GateInterrupted as exc:
+        logger.error("ESCALATE: the gate was interrupted: %s", redact(str(exc)))
+        outcome = Outcome(
+            outcome="interrupted",
+            ok=False,
+            message=(
+                f"the gate was interrupted ({exc}); nothing was run. Re-ask the command "
+                f"center with `contingency gates reopen {flow_run.id}`"
+            ),
+        )
     except (ContingencyError, InventoryError, KeyError) as exc:
         logger.error("ESCALATE: incident failed: %s", redact(str(exc)))
         outcome = Outcome(outcome="failed", ok=False, message=f"{type(exc).__name__}: {exc}")
@@ -309,7 +330,15 @@ def incident(
         event = "finished" if outcome.ok else "escalation"
         if outcome.outcome in ("failed", "not_approved"):
             event = "failure"  # everyone hears that it failed or was never approved
+        if outcome.outcome == "interrupted":
+            event = "incident_interrupted"
         pager.event(
-            event, {"outcome": outcome.outcome, "duration": elapsed, "summary": outcome.message}
+            event,
+            {
+                "outcome": outcome.outcome,
+                "duration": elapsed,
+                "summary": outcome.message,
+                "status": outcome.outcome,
+            },
         )
     return _report(alert, decision, timeline, ctx, gates, outcome, pager, handling_start)

@@ -48,7 +48,17 @@ class Settings(BaseSettings):
     intake_dedup_cache: int = 10_000
     """Idempotency keys this intake remembers answering (re-sends skip the Prefect API
     call); 0 disables the fast path."""
-    intake_dedup_ttl_s: float = 3600.0
+    intake_dedup_ttl_s: float = 30.0
+    """Seconds the intake answers a re-send from its cache without asking Prefect. Short on
+    purpose: an entry can outlive its run (the run crashes), and a re-send answered from the
+    cache would then be swallowed by a dead incident; after the TTL the re-send asks Prefect,
+    which starts a successor. Alertmanager re-sends a firing alert once per group_interval
+    (minutes), so in a storm 30 s still answers the burst of duplicates from memory."""
+    intake_ready_cache_s: float = 1.0
+    """``/readyz`` answers from its last verdict this long (a probe storm costs Prefect at
+    most one round of readiness calls per this many seconds)."""
+    intake_ready_timeout_s: float = 2.0
+    """Each ``/readyz`` check (Prefect API, deployment, worker, state dir) gets this long."""
     report_s3_endpoint: str | None = None
     """If set (with ``report_s3_bucket``), every incident report is also uploaded there."""
     report_s3_bucket: str | None = None

@@ -18,7 +18,7 @@ from inventory.models import Inventory
 from inventory.routing import RouteDecision
 from remediations.plan import Plan
 from tasks.notify import Pager
-from tasks.report import Timeline
+from tasks.report import OUTCOME_UNKNOWN, Timeline
 from tasks.ssh_models import CommandResult
 
 
@@ -61,6 +61,18 @@ GATE_OUTCOMES = {
 }
 
 
+def _command_event(res: CommandResult) -> str:
+    took = f"in {res.duration_s:.3f}s"
+    if res.outcome == "unknown":
+        return (
+            f"{res.host}: `{res.command}` → outcome unknown, exit status missing after "
+            f"{res.duration_s:.3f}s: {res.message or OUTCOME_UNKNOWN}"
+        )
+    if res.timed_out:
+        return f"{res.host}: `{res.command}` → timed out {took}"
+    return f"{res.host}: `{res.command}` → exit {res.exit_code} {took}"
+
+
 @dataclass
 class IncidentContext:
     alert: Alert
@@ -88,12 +100,11 @@ class IncidentContext:
         self.timeline.add(kind, text)
 
     def record(self, results: list[CommandResult]) -> None:
+        """Add commands that were sent to the report (call it for every command that
+        may have run — also when its task ended in an exception that carries a result)."""
         for res in results:
             self.commands.append(res.model_dump(mode="json"))
-            self.event(
-                "command",
-                f"{res.host}: `{res.command}` → exit {res.exit_code} in {res.duration_s:.3f}s",
-            )
+            self.event("command", _command_event(res))
 
     def rule_requires_approval(self) -> bool:
         return any(r.requires_approval for r in self.inv.routing if r.name == self.decision.rule)

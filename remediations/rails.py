@@ -12,12 +12,13 @@ History lives in Prefect: an incident that acts tags its run ``acted`` beside
 
 from __future__ import annotations
 
-import json
+import logging
 import re
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -32,6 +33,7 @@ from prefect.context import FlowRunContext
 from inventory.models import Inventory
 from remediations.context import Outcome
 from remediations.plan import Plan
+from tasks.errors import ContingencyError
 
 FREEZE_VARIABLE = "contingency_freeze"
 ACTED = "acted"
@@ -173,62 +175,130 @@ def lock_name(target: str) -> str:
 
 
 LEASE_S = 120.0
+LEASE_TAG = "lease:"
 
 
-def lease_file(run_id: str) -> Path:
-    """Where a run records the lease of the target lock it holds (for the post-mortem
-    that releases it if the run's process dies: contingency/postmortem.py)."""
-    from inventory.settings import get_settings
+class LockUnavailable(ContingencyError):
+    """The target's lock could not be taken and no live incident holds it."""
 
-    return get_settings().state_dir / "run" / "leases" / f"{run_id}.json"
+
+@dataclass(frozen=True)
+class LockState:
+    held: bool
+    """True: this run holds the target; False: ``holder`` (a live incident) does."""
+    holder: str = ""
+    """``name (run id, state)`` of the live incident holding the target."""
+
+
+def ensure_limit(client: Any, name: str) -> None:
+    """The limit must exist before use (a missing one silently does nothing); read it
+    first so no server logs a duplicate-name error for every incident."""
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    try:
+        client.read_global_concurrency_limit_by_name(name)
+        return
+    except ObjectNotFound:
+        pass
+    with suppress(ObjectAlreadyExists):  # another incident created it just now
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+
+
+def live_holder(client: Any, target: str, me: str | None) -> str:
+    """The live incident that holds ``target``'s lock ("" if none): a non-final run
+    tagged with the target and a lease, whose process still sends heartbeats."""
+    from prefect.client.schemas.filters import FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    from tasks.liveness import is_alive
+
+    runs = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=["incident", f"target:{tag_value(target)}"]),
+            state=FlowRunFilterState(
+                type=FlowRunFilterStateType(
+                    any_=[StateType.RUNNING, StateType.PAUSED, StateType.PENDING]
+                )
+            ),
+        ),
+        limit=20,
+    )
+    for run in runs:
+        leased = any(t.startswith(LEASE_TAG) for t in run.tags)
+        if str(run.id) != me and leased and is_alive(client, run):
+            return f"{run.name} ({run.id}, {run.state.name if run.state else '?'})"
+    return ""
 
 
 @contextmanager
-def target_lock(target: str, wait_s: float = 5.0) -> Iterator[bool]:
-    """Hold the target's slot (limit 1) while remediating; yields False if another
-    incident holds it after ``wait_s`` (this one then joins instead of acting).
+def target_lock(target: str, wait_s: float = 90.0, try_s: float = 5.0) -> Iterator[LockState]:
+    """Hold the target's slot (limit 1) while remediating.
 
-    The slot is a lease renewed in the background; if this process dies, the
-    post-mortem releases it at once (else the server does after LEASE_S)."""
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    Yields ``LockState(held=True)``, or ``held=False`` naming the *live* incident that
+    holds it (this one then joins it). A timeout or an API error while acquiring is never
+    taken for "someone holds it": this keeps trying for ``wait_s`` (the reconciler frees
+    a lock whose holder died), then raises :class:`LockUnavailable` (escalated).
+
+    The slot is a lease renewed in the background; its id is tagged on the run
+    (``lease:<id>``) so any reconciler can release it if this process dies. Releasing
+    retries through an API outage; if that fails too, the reconciler releases it once
+    this run is final."""
     from prefect.client.schemas.objects import ConcurrencyLeaseHolder
     from prefect.concurrency._leases import maintain_concurrency_lease
     from prefect.concurrency._sync import (
         acquire_concurrency_slots_with_lease,
         release_concurrency_slots_with_lease,
     )
-    from prefect.exceptions import ObjectAlreadyExists, PrefectHTTPStatusError
+
+    from tasks.prefect_api import retry_api
 
     name = lock_name(target)
-    with get_client(sync_client=True) as client:
-        try:  # limits must exist before use: a missing one silently does nothing
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-        except ObjectAlreadyExists:
-            pass
-        except PrefectHTTPStatusError as exc:
-            if exc.response.status_code != 409:
-                raise
     ctx = FlowRunContext.get()
     run_id = str(ctx.flow_run.id) if ctx and ctx.flow_run else None
-    try:
-        got = acquire_concurrency_slots_with_lease(
-            [name], 1, timeout_seconds=wait_s, strict=True, lease_duration=LEASE_S,
-            holder=ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id)) if run_id else None,
-            suppress_warnings=True,
-        )  # fmt: skip
-    except TimeoutError:
-        yield False
-        return
-    record = lease_file(run_id) if run_id else None
-    if record is not None:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"lease_id": str(got.lease_id), "target": target}))
+    deadline = time.monotonic() + wait_s
+    with get_client(sync_client=True) as client:
+        retry_api(lambda: ensure_limit(client, name), f"lock of {target}", wait_s)
+        while True:
+            try:
+                got = acquire_concurrency_slots_with_lease(
+                    [name], 1, timeout_seconds=try_s, strict=True, lease_duration=LEASE_S,
+                    holder=ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id))
+                    if run_id else None,
+                    suppress_warnings=True,
+                )  # fmt: skip
+                break
+            except TimeoutError:
+                why = f"no slot within {try_s:.0f}s"
+            except Exception as exc:  # noqa: BLE001 - API errors: try again, bounded
+                why = f"{type(exc).__name__} while acquiring"
+            try:
+                holder = live_holder(client, target, run_id)
+            except Exception as exc:  # noqa: BLE001 - cannot tell: do not join blindly
+                holder, why = "", f"{why}; holder unknown ({type(exc).__name__})"
+            if holder:
+                yield LockState(held=False, holder=holder)
+                return
+            if time.monotonic() > deadline:
+                raise LockUnavailable(
+                    f"the lock of {target} could not be taken within {wait_s:.0f}s ({why}) "
+                    "and no live incident holds it"
+                )
+            time.sleep(1.0)
+    if run_id:
+        retry_api(lambda: tag_run(f"{LEASE_TAG}{got.lease_id}"), "tag the lease", 30)
     try:
         with maintain_concurrency_lease(
             got.lease_id, LEASE_S, raise_on_lease_renewal_failure=False
         ):
-            yield True
+            yield LockState(held=True)
     finally:
-        release_concurrency_slots_with_lease(got.lease_id)
-        if record is not None:
-            record.unlink(missing_ok=True)
+        try:
+            retry_api(
+                lambda: release_concurrency_slots_with_lease(got.lease_id),
+                f"release the lock of {target}",
+            )
+        except Exception as exc:  # noqa: BLE001 - the reconciler releases it (run final)
+            logging.getLogger("contingency.rails").error(
+                "could not release the lock of %s (%s); the reconciler will", target, exc
+            )

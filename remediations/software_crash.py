@@ -7,6 +7,7 @@ retries and backoff up to the service's deadline. Never loops: one restart per r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
@@ -16,6 +17,7 @@ from inventory.models import Inventory, PlanName, Service
 from inventory.settings import get_settings
 from remediations.context import IncidentContext, Outcome
 from remediations.plan import Action, Plan
+from tasks.errors import CommandError
 from tasks.probes import ProbeResult, check_service, probe_health
 from tasks.ssh import CommandResult, run_ssh
 
@@ -47,12 +49,27 @@ def build_plan(service: Service, requires_approval: bool = False) -> Plan:
     )
 
 
-def apply_plan(plan: Plan, inv: Inventory) -> list[CommandResult]:
-    """Run the plan's actions in order; stop at the first failing command."""
+def apply_plan(
+    plan: Plan, inv: Inventory, on_result: Callable[[CommandResult], None] | None = None
+) -> list[CommandResult]:
+    """Run the plan's actions in order; stop at the first command that is not ``ok``
+    (failed, timed out, or outcome unknown: never act again on top of an unknown).
+
+    ``on_result`` sees each command as soon as it is known — also one whose task
+    raised a `CommandError` after sending it — so it is recorded even if a later
+    step raises.
+    """
     results: list[CommandResult] = []
     for action in plan.actions:
-        res = run_ssh(inv.host(action.host), action.command)
+        try:
+            res = run_ssh(inv.host(action.host), action.command)
+        except CommandError as exc:
+            if on_result is not None and isinstance(exc.result, CommandResult):
+                on_result(exc.result)
+            raise
         results.append(res)
+        if on_result is not None:
+            on_result(res)
         if not res.ok:
             break
     return results
@@ -99,13 +116,16 @@ def handle(ctx: IncidentContext) -> Outcome:
     stop = ctx.gate(plan)
     if stop is not None:
         return stop
-    ctx.record(apply_plan(plan, ctx.inv))
+    results = apply_plan(plan, ctx.inv, on_result=lambda res: ctx.record([res]))
+    unknown = [r for r in results if r.outcome == "unknown"]
     verify = verify_recovery(svc, ctx.inv)
     ctx.event(
         "verified",
         f"{'healthy' if verify.recovered else 'still unhealthy'} after "
         f"{len(verify.attempts)} checks, {verify.waited_s:.1f}s",
     )
+    if unknown:
+        return _after_unknown(ctx, svc, unknown[0], verify)
     if not verify.recovered:
         get_run_logger().error("ESCALATE: %s did not recover; no further restarts", svc.name)
         return Outcome(
@@ -114,6 +134,38 @@ def handle(ctx: IncidentContext) -> Outcome:
             message=f"{svc.name} still unhealthy after restart; escalated to a human",
         )
     return Outcome(outcome="recovered", ok=True, message=f"{svc.name} recovered")
+
+
+def _after_unknown(
+    ctx: IncidentContext, svc: Service, res: CommandResult, verify: VerifyResult
+) -> Outcome:
+    """A restart whose outcome is unknown (the connection dropped mid-command) is never
+    repeated blindly: the service was re-probed; healthy → recovered, with a note;
+    unhealthy → escalate, saying the restart may or may not have run."""
+    what = f"the restart `{res.command}` on {res.host}"
+    if verify.recovered:
+        ctx.event(
+            "note",
+            f"{what}: outcome unknown ({res.message or 'no exit status'}), "
+            f"but {svc.name} answers its health check; not restarting again",
+        )
+        return Outcome(
+            outcome="recovered",
+            ok=True,
+            message=f"{svc.name} recovered: the restart's outcome was unknown "
+            f"({res.message or 'no exit status came back'}), but the service answers",
+        )
+    get_run_logger().error(
+        "ESCALATE: %s: restart outcome unknown and still unhealthy; no further restarts",
+        svc.name,
+    )
+    return Outcome(
+        outcome="outcome_unknown",
+        ok=False,
+        message=f"{what}: outcome unknown, {res.message or 'the command may have run'}; "
+        f"{svc.name} is still unhealthy on re-probe. Not restarting again blindly; "
+        "escalated to a human — check the host",
+    )
 
 
 class CrashOutcome(BaseModel):

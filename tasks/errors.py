@@ -43,5 +43,21 @@ class HostKeyUnknown(HostKeyError):
     """No pinned key for the host: neither ``host_key`` nor a matching known_hosts entry."""
 
 
-class CommandTimeout(SSHError):
+class CommandError(SSHError):
+    """A command was sent to the host and then went wrong in a way the caller must see.
+
+    ``result`` is what is known about the command (a ``tasks.ssh_models.CommandResult``,
+    or ``None``): a caller that keeps a record of what ran records it before re-raising,
+    so a report never says nothing ran when something was sent.
+    """
+
+    def __init__(self, message: str, result: object | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[type[CommandError], tuple[str, object | None]]:
+        return type(self), (str(self), self.result)
+
+
+class CommandTimeout(CommandError):
     """A command did not finish within its deadline (for callers that must raise)."""

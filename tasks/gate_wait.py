@@ -20,12 +20,14 @@ from prefect.input import RunInput, keyset_from_paused_state
 from prefect.states import Paused
 from prefect.utilities.engine import propose_state_sync
 
+from tasks.errors import ContingencyError
+
 log = logging.getLogger("contingency.gate")
 I = TypeVar("I", bound=RunInput)  # noqa: E741
 API_ERRORS = (httpx.HTTPError, PrefectHTTPStatusError, OSError)
 
 
-class GateInterrupted(RuntimeError):
+class GateInterrupted(ContingencyError):
     """The run left the Paused state without a decision (cancelled, failed, ...)."""
 
 

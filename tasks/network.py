@@ -73,6 +73,8 @@ def _run(link: Link, inv: Inventory, command: str, timeout: float) -> tuple[str,
         return "", str(exc)
     if res.timed_out:
         return "", f"{link.router}: probe timed out after {res.duration_s:.1f}s"
+    if res.outcome == "unknown":  # the connection to the router was lost: no fact
+        return "", f"{link.router}: {res.message}"
     return res.stdout_tail, ""
 
 

@@ -28,12 +28,34 @@ from prefect.runtime import flow_run as runtime_flow_run
 from inventory.models import Host
 from inventory.secrets import redact, resolve_secret
 from inventory.settings import Settings, get_settings
-from tasks.errors import AuthFailed, HostKeyMismatch, HostKeyUnknown, HostUnreachable, SSHError
-from tasks.ssh_models import CommandResult, LineSink, drain, known_hosts_name, remote_command, where
+from tasks.errors import (
+    AuthFailed,
+    CommandError,
+    HostKeyMismatch,
+    HostKeyUnknown,
+    HostUnreachable,
+    SSHError,
+)
+from tasks.ssh_models import (
+    LOST_MID_COMMAND,
+    NO_EXIT_STATUS,
+    CommandResult,
+    Drained,
+    LineSink,
+    drain,
+    known_hosts_name,
+    remote_command,
+    where,
+)
 
 _KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 _NO_TIMEOUT_BIN = re.compile(r"\btimeout: (command )?not found")
 _NO_AGENT = {"allow_agent": False, "look_for_keys": False}
+_LOST = (paramiko.SSHException, OSError, EOFError)
+"""What paramiko raises when the connection dies under a channel."""
+_DEATH_GRACE_S = 0.5
+"""After a channel closes without an exit status, how long to wait for the transport
+to show whether the connection itself died (paramiko closes channels first)."""
 
 
 def _pin_host_key(client: paramiko.SSHClient, host: Host) -> None:
@@ -131,24 +153,54 @@ class SSHConnection:
         The first 200 output lines go to ``on_line(stream, line)``; lines and tails are
         redacted. At the deadline the channel is closed, the result says ``timed_out``
         and the host kills the command a second later.
+
+        Errors before the command is sent (not connected, no session) raise `SSHError`.
+        Once it may have been sent, a lost connection is not raised: the result says
+        ``outcome == "unknown"`` (``exit_code`` None, ``connection_lost``) with the
+        output received so far — the command may have run.
         """
         started_at, t0 = datetime.now(UTC), time.monotonic()
         if not self.is_active:
             raise SSHError(f"{where(self.host)}: not connected")
         try:
             chan = self.transport.open_session(timeout=self._timeout)
-            chan.exec_command(remote_command(command, timeout))
-        except (paramiko.SSHException, OSError) as exc:
+        except _LOST as exc:
             raise SSHError(f"{where(self.host)}: cannot start command: {exc}") from exc
         try:
-            got = drain(chan, t0 + timeout, on_line)
+            chan.exec_command(remote_command(command, timeout))
+        except _LOST as exc:
+            chan.close()
+            if not self._died():  # the host refused the request: nothing ran
+                raise SSHError(f"{where(self.host)}: cannot start command: {exc}") from exc
+            got = Drained(-1, False, "", "", f"{type(exc).__name__}: {exc}")
+            return self._unknown(got, command, started_at, t0)
+        try:
+            got = drain(chan, t0 + timeout, on_line, lost_on=_LOST)
         finally:
             chan.close()
-        if got.status is not None and got.status < 0 and not self.is_active:
-            raise SSHError(f"{where(self.host)}: connection lost while running: {command}")
+        if got.no_status:
+            return self._unknown(got, command, started_at, t0)
+        result = got.result(self.host.name, command, started_at, time.monotonic() - t0)
         if got.status == 127 and _NO_TIMEOUT_BIN.search(got.stderr_tail):
-            raise SSHError(f"{where(self.host)}: timeout(1) from coreutils is missing")
-        return got.result(self.host.name, command, started_at, time.monotonic() - t0)
+            raise CommandError(f"{where(self.host)}: timeout(1) from coreutils is missing", result)
+        return result
+
+    def _unknown(
+        self, got: Drained, command: str, started_at: datetime, t0: float
+    ) -> CommandResult:
+        """The result of a command whose exit status never came back."""
+        lost = got.error is not None or self._died()
+        message = LOST_MID_COMMAND if lost else NO_EXIT_STATUS
+        if got.error:
+            message += f" ({got.error})"
+        return got.result(self.host.name, command, started_at, time.monotonic() - t0, lost, message)
+
+    def _died(self) -> bool:
+        """Whether the transport is dead, or dies within `_DEATH_GRACE_S`."""
+        deadline = time.monotonic() + _DEATH_GRACE_S
+        while self.is_active and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self.is_active
 
     def open_sftp(self) -> Any:
         """An SFTP session (paramiko ``SFTPClient``) on this connection."""
@@ -222,9 +274,11 @@ def _task_run_name(parameters: dict[str, Any]) -> str:
 def run_ssh(host: Host, command: str, timeout: float | None = None) -> CommandResult:
     """Run ``command`` (from the inventory, never alert text) on ``host``, streaming output.
 
-    Returns the `CommandResult`: a non-zero exit or a timeout (default
-    ``settings.ssh_command_timeout``) is reported, not raised; connection problems
-    raise `HostUnreachable`, `AuthFailed`, `HostKeyError`, `SSHError`.
+    Returns the `CommandResult`: a non-zero exit, a timeout (default
+    ``settings.ssh_command_timeout``) or a connection lost after the command was sent
+    (``outcome == "unknown"``: it may have run) is reported, not raised; connection
+    problems before it was sent raise `HostUnreachable`, `AuthFailed`, `HostKeyError`,
+    `SSHError`.
 
     Example:
         >>> @flow
@@ -239,7 +293,10 @@ def run_ssh(host: Host, command: str, timeout: float | None = None) -> CommandRe
 
     conn = get_connection(host, settings)
     result = conn.run(command, timeout or settings.ssh_command_timeout, on_line)
-    outcome = "timed out" if result.timed_out else f"exit {result.exit_code}"
-    level = logging.INFO if result.ok else logging.WARNING
+    if result.outcome == "unknown":
+        outcome, level = f"outcome unknown, {result.message},", logging.ERROR
+    else:
+        outcome = "timed out" if result.timed_out else f"exit {result.exit_code}"
+        level = logging.INFO if result.ok else logging.WARNING
     logger.log(level, "%s: %s after %.2fs", where(host), outcome, result.duration_s)
     return result

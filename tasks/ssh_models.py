@@ -17,7 +17,7 @@ import shlex
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
@@ -34,6 +34,11 @@ STREAM_LINES = 200
 
 LineSink = Callable[[str, str], None]
 """``on_line(stream, line)`` with stream ``"stdout"`` or ``"stderr"``."""
+CommandOutcome = Literal["ok", "failed", "timed_out", "unknown"]
+LOST_MID_COMMAND = "connection lost mid-command — the command may have run"
+"""`CommandResult.message` when the connection died after the command was sent."""
+NO_EXIT_STATUS = "the channel closed without an exit status — the command may have run"
+"""`CommandResult.message` when the host closed the channel without an exit status."""
 
 
 def where(host: Host) -> str:
@@ -60,7 +65,11 @@ class CommandResult(BaseModel):
     """What one command did on one host.
 
     ``exit_code`` is ``None`` when the command produced no exit status: it was cut off
-    by the deadline (``timed_out``) or killed by a signal.
+    by the deadline (``timed_out``), or the answer never came back — the connection was
+    lost after the command was sent (``connection_lost``) or the host closed the channel
+    without a status (e.g. the command was killed by a signal). Those last two are
+    ``outcome == "unknown"``: the command may have run, in full or in part; ``message``
+    says why and the tails hold the output received until then.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -73,17 +82,33 @@ class CommandResult(BaseModel):
     stderr_tail: str = ""
     timed_out: bool = False
     started_at: datetime
+    connection_lost: bool = False
+    """The connection to the host died after the command was sent."""
+    message: str = ""
+    """Why the outcome is unknown (empty when the command reported an exit status)."""
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def outcome(self) -> CommandOutcome:
+        """``ok`` / ``failed`` (an exit status), ``timed_out``, or ``unknown``: no exit
+        status came back, so the command may or may not have run."""
+        if self.timed_out:
+            return "timed_out"
+        if self.exit_code is None:
+            return "unknown"
+        return "ok" if self.exit_code == 0 else "failed"
+
     def raise_on_timeout(self) -> CommandResult:
         """Return self, or raise `CommandTimeout` naming the host if it timed out."""
         if self.timed_out:
             raise CommandTimeout(
-                f"{self.host}: command timed out after {self.duration_s:.1f}s: {self.command}"
+                f"{self.host}: command timed out after {self.duration_s:.1f}s: {self.command}",
+                result=self,
             )
         return self
 
@@ -161,13 +186,27 @@ def _read_ready(chan: Channel, out: StreamBuffer, err: StreamBuffer) -> bool:
 
 class Drained(NamedTuple):
     status: int | None
-    """Exit status; -1 when the channel closed without one, ``None`` on timeout."""
+    """Exit status; -1 when the channel closed without one (or reading it failed),
+    ``None`` on timeout."""
     timed_out: bool
     stdout_tail: str
     stderr_tail: str
+    error: str | None = None
+    """``"EOFError: ..."`` when reading the channel raised one of ``lost_on``."""
+
+    @property
+    def no_status(self) -> bool:
+        """The command ended, as far as we can see, without an exit status."""
+        return self.status is not None and self.status < 0
 
     def result(
-        self, host: str, command: str, started_at: datetime, duration_s: float
+        self,
+        host: str,
+        command: str,
+        started_at: datetime,
+        duration_s: float,
+        connection_lost: bool = False,
+        message: str = "",
     ) -> CommandResult:
         status = self.status if self.status is not None and self.status >= 0 else None
         return CommandResult(
@@ -179,21 +218,33 @@ class Drained(NamedTuple):
             stderr_tail=self.stderr_tail,
             timed_out=self.timed_out,
             started_at=started_at,
+            connection_lost=connection_lost,
+            message=redact(message),
         )
 
 
-def drain(chan: Channel, deadline: float, on_line: LineSink | None = None) -> Drained:
+def drain(
+    chan: Channel,
+    deadline: float,
+    on_line: LineSink | None = None,
+    lost_on: tuple[type[BaseException], ...] = (OSError, EOFError),
+) -> Drained:
     """Read both streams until the command ends or ``deadline`` (monotonic) passes.
 
     Never blocks past the deadline; keeps only tails; passes the first `STREAM_LINES`
-    lines to ``on_line``.
+    lines to ``on_line``. If reading raises one of ``lost_on`` (the connection died),
+    the output so far is kept and ``error`` says what happened (status -1).
     """
     budget = [STREAM_LINES]
     out, err = StreamBuffer("stdout", on_line, budget), StreamBuffer("stderr", on_line, budget)
-    status, timed_out = _wait(chan, out, err, deadline)
+    error = None
+    try:
+        status, timed_out = _wait(chan, out, err, deadline)
+    except lost_on as exc:
+        status, timed_out, error = -1, False, f"{type(exc).__name__}: {exc}"
     out.flush()
     err.flush()
-    return Drained(status, timed_out, out.tail(), err.tail())
+    return Drained(status, timed_out, out.tail(), err.tail(), error)
 
 
 def _wait(

@@ -6,7 +6,8 @@ Example::
 
     with stream_stdout(conn, "tar -C /srv/data -czf - .") as out:
         store.upload_stream(key, out, ...)
-    # raises SSHError if the command exited non-zero (stderr tail in the message)
+    # raises SSHError if the command exited non-zero (stderr tail in the message), or
+    # if the connection was lost mid-command (the command may have run)
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any, cast
 
+from inventory.secrets import redact
 from tasks.errors import SSHError
 from tasks.ssh import SSHConnection
-from tasks.ssh_models import where
+from tasks.ssh_models import LOST_MID_COMMAND, where
 
 
 @contextmanager
@@ -29,8 +31,13 @@ def stream_stdout(conn: SSHConnection, command: str, timeout: float = 3600) -> I
         chan.exec_command(command)
         out = chan.makefile("rb", 1024 * 1024)
         yield cast(IO[bytes], out)
-        out.read()  # drain what the consumer left
-        status = chan.recv_exit_status()
+        try:
+            out.read()  # drain what the consumer left
+            status = chan.recv_exit_status()
+        except (OSError, EOFError) as exc:
+            raise SSHError(f"{where(conn.host)}: {LOST_MID_COMMAND}: {exc}") from exc
+        if status < 0:  # the channel closed without an exit status
+            raise SSHError(f"{where(conn.host)}: {LOST_MID_COMMAND}: {redact(command)}")
         if status != 0:
             err = chan.makefile_stderr("rb").read()[-500:].decode(errors="replace")
             raise SSHError(f"{where(conn.host)}: backup command exited {status}: {err.strip()}")

@@ -3,11 +3,17 @@
 Fixtures: ``ssh_client_key`` (session), ``sshd`` and ``ssh_host`` (per test). ``sshd``
 points HOME at an empty directory while it runs (like fabric's autouse fixture) and
 closes every pooled SSH connection before it stops the server.
+
+Fault helpers: ``kill_sshd_sessions`` (kill -9 the per-connection sshd processes; the
+listener stays) and ``kill_processes_mentioning`` (clean up a test's orphaned commands).
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,3 +81,67 @@ def ssh_host(sshd: SshdServer, ssh_client_key: ClientKey) -> Host:
         key_secret=ssh_client_key.secret_name,
         host_key=sshd.host_key_line,
     )
+
+
+def _ppid_map() -> dict[int, int]:
+    """pid → parent pid for every process (from /proc; psutil is not a dependency)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    return parents
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def sshd_session_pids(server: SshdServer) -> list[int]:
+    """The sshd processes serving connections of ``server`` (the per-connection
+    monitor and its session child), not the listener and not the user's commands."""
+    if server.pid is None:
+        return []
+    parents = _ppid_map()
+    found: list[int] = []
+    frontier = [server.pid]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and _comm(pid) == "sshd":
+                found.append(pid)
+                frontier.append(pid)
+    return found
+
+
+def kill_sshd_sessions(server: SshdServer) -> list[int]:
+    """``kill -9`` every sshd process serving a connection of ``server`` (the listener
+    keeps running, so new connections work); returns the pids killed."""
+    killed = []
+    for pid in sshd_session_pids(server):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
+def kill_processes_mentioning(token: str) -> list[int]:
+    """``kill -9`` the processes whose command line contains ``token`` (a test's own
+    remote commands orphaned by a killed sshd); returns their pids."""
+    killed = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        pid = int(cmdline.parent.name)
+        if token in text and pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed

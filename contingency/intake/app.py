@@ -1,15 +1,20 @@
 """The alert intake: a FastAPI service answering 202 with the incidents it started (503 if
-Prefect did not take an alert, so the sender retries)."""
+Prefect did not take an alert, so the sender retries). ``/healthz`` is liveness,
+``/readyz`` readiness (Prefect API, deployment, a live worker, a writable state dir)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+import httpx
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from contingency.intake.auth import ReplayCache, SignatureError, verify_generic, verify_grafana
@@ -19,6 +24,7 @@ from contingency.intake.grafana import GrafanaPayload
 from contingency.intake.limits import BodyTooLarge, TokenBucket, read_limited
 from contingency.intake.metrics import IntakeMetrics
 from contingency.intake.outcomes import IncidentOutcomes
+from contingency.intake.readiness import CheckFailed, Readiness, live_workers, probe_state_dir
 from contingency.intake.schemas import (
     AlertmanagerPayload,
     GenericPayload,
@@ -68,6 +74,52 @@ def plan_of(alert: Alert, inv: Inventory | None) -> str:
     return decision.plan.value if decision.routed and decision.plan else "unroutable"
 
 
+def readiness_checks(settings: Settings, starter: IncidentStarter) -> Readiness:
+    """The checks behind ``/readyz``, through the intake's own Prefect client."""
+    pool = settings.work_pool
+
+    async def prefect_api() -> str:
+        client = await starter.api_client()
+        exc = await client.api_healthcheck()  # GET /health
+        if exc is not None:
+            raise CheckFailed(f"Prefect API not answering ({type(exc).__name__})")
+        return "answers"
+
+    async def deployment() -> str:
+        try:
+            await starter.warm_up()  # reads the deployment id once, then remembers it
+        except ObjectNotFound:
+            raise CheckFailed(f"deployment {settings.incident_deployment!r} not found") from None
+        return f"{settings.incident_deployment!r} found"
+
+    async def worker() -> str:
+        client = await starter.api_client()
+        try:
+            workers = await client.read_workers_for_work_pool(pool)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                raise CheckFailed(f"work pool {pool!r} not found") from None
+            raise
+        live = live_workers(workers)
+        if not live:
+            raise CheckFailed(f"no live worker in work pool {pool!r} ({len(workers)} known)")
+        return f"{len(live)} live worker(s) in work pool {pool!r}"
+
+    async def state_dir() -> str:
+        return await asyncio.to_thread(probe_state_dir, settings.state_dir)
+
+    return Readiness(
+        {
+            "prefect_api": prefect_api,
+            "deployment": deployment,
+            "worker": worker,
+            "state_dir": state_dir,
+        },
+        ttl_s=settings.intake_ready_cache_s,
+        timeout_s=settings.intake_ready_timeout_s,
+    )
+
+
 def create_app(
     settings: Settings | None = None, starter: IncidentStarter | None = None
 ) -> FastLane:
@@ -85,6 +137,7 @@ def create_app(
     replays = ReplayCache()
     bucket = TokenBucket(settings.intake_rate_per_second, settings.intake_rate_burst)
     metrics = IntakeMetrics()
+    readiness = readiness_checks(settings, starter)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -223,7 +276,15 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: 200 if incidents can be started, else 503 naming the failing checks.
+        No token (load balancers probe it); details never carry secrets."""
+        ready, body = await readiness.verdict()
+        return JSONResponse(body, 200 if ready else 503, headers={"Cache-Control": "no-store"})
 
     @app.post("/webhook/alertmanager", status_code=202, response_model=IntakeResponse)
     async def alertmanager(request: Request) -> Response:

@@ -3,9 +3,11 @@
 Prefect's flow-run idempotency key stays the source of truth (it is what makes several
 replicas agree). This cache only short-circuits keys *this* replica already saw answered
 by Prefect, so a re-send is acknowledged without an API round trip. It never answers a
-key it has not seen answered, so it can never invent or hide an incident::
+key it has not seen answered, so it can never invent an incident; and entries live only
+``ttl_s`` (30 s by default), so it cannot hide for long that a run died: the next re-send
+after that goes to Prefect, and a dead run gets a successor (``starter.py``)::
 
-    cache = AnsweredCache(max_entries=10_000, ttl_s=3600)
+    cache = AnsweredCache(max_entries=10_000, ttl_s=30)
     run_id = cache.get(alert.idempotency_key())
     if run_id is None:
         run_id = create_flow_run(...)            # Prefect decides new / duplicate
@@ -24,7 +26,7 @@ class AnsweredCache:
     ``max_entries <= 0`` disables it (every alert goes to Prefect).
     """
 
-    def __init__(self, max_entries: int = 10_000, ttl_s: float = 3600.0) -> None:
+    def __init__(self, max_entries: int = 10_000, ttl_s: float = 30.0) -> None:
         self.max_entries = max_entries
         self.ttl_s = ttl_s
         self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()

@@ -1,8 +1,16 @@
-"""Start incident flow runs from alerts, de-duplicated by Prefect idempotency keys."""
+"""Start incident flow runs from alerts, de-duplicated by Prefect idempotency keys.
+
+A re-sent firing alert whose incident *ended without handling it* (Crashed, or
+Interrupted at a gate) is never swallowed: the intake starts a successor run whose
+idempotency key is derived from the dead run (``contingency.incident_runs``), so every
+replica, and the reconciler, agree on one successor.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from dataclasses import dataclass
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
@@ -13,12 +21,71 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
     FlowRunFilterTags,
 )
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
 
+from contingency.incident_runs import MAX_SUCCESSORS, ended_unhandled, generation, successor_key
 from contingency.intake.dedup import AnsweredCache
 from contingency.intake.schemas import IncidentRef
 from inventory.alert import Alert
 from tasks.gate_watch import RESOLVED_TAG
+
+log = logging.getLogger("contingency.intake")
+SUCCESSOR_TAG = "successor-of:"
+"""Tag prefix of a run started because the alert's earlier run died: ``successor-of:<id>``."""
+ALREADY_RUNNING = "already running"
+
+
+def _state_name(run: FlowRun) -> str:
+    return run.state.name if run.state is not None and run.state.name else "unknown"
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """What to do with the run Prefect answered for an idempotency key.
+
+    ``successor``: the idempotency key to create next (the run died without handling the
+    alert). None: answer with this run and ``note`` (it is alive or finished normally, or
+    the chain is at its limit and ``stopped`` is set: a human must look).
+    """
+
+    successor: str | None
+    note: str
+    stopped: bool = False
+
+
+def next_step(run: FlowRun, key: str, dead: FlowRun | None = None) -> NextStep:
+    """Pure decision for an *existing* run found under ``key`` (the key that was posted);
+    ``dead`` is the dead run this answer already stepped over to reach it, if any.
+
+    The successor key is derived from the run's own idempotency key and id, so the chain
+    is the same whichever replica (or the reconciler) builds it.
+    """
+    if not ended_unhandled(run):
+        if dead is None:
+            return NextStep(None, ALREADY_RUNNING)
+        return NextStep(
+            None,
+            f"{ALREADY_RUNNING} (it took over from the earlier incident {dead.id}, which "
+            f"ended without handling the alert: {_state_name(dead)})",
+        )
+    own_key = run.idempotency_key or key
+    if generation(own_key) >= MAX_SUCCESSORS:
+        return NextStep(
+            None,
+            f"the incident {run.id} ended without handling the alert ({_state_name(run)}) "
+            f"and so did the {generation(own_key)} incident(s) before it; no new incident "
+            "was started: a human must look",
+            stopped=True,
+        )
+    return NextStep(successor_key(own_key, run.id), "")
+
+
+def started_note(dead: FlowRun) -> str:
+    """The answer's note when a successor of ``dead`` was started now."""
+    return (
+        f"the earlier incident {dead.id} ended without handling the alert "
+        f"({_state_name(dead)}); a new incident was started"
+    )
 
 
 class IncidentStarter:
@@ -43,17 +110,25 @@ class IncidentStarter:
         self._client: PrefectClient | None = None
         self._deployment_id: UUID | None = None
         self._lock = asyncio.Lock()
+        self._client_lock = asyncio.Lock()
         self._inflight: dict[str, asyncio.Future[str]] = {}
 
-    async def _ensure(self) -> tuple[PrefectClient, UUID]:
-        async with self._lock:
+    async def api_client(self) -> PrefectClient:
+        """The intake's Prefect client, without looking the deployment up (readiness)."""
+        async with self._client_lock:
             if self._client is None:
-                self._client = get_client()
-                await self._client.__aenter__()
+                client = get_client()
+                await client.__aenter__()
+                self._client = client
+            return self._client
+
+    async def _ensure(self) -> tuple[PrefectClient, UUID]:
+        client = await self.api_client()
+        async with self._lock:
             if self._deployment_id is None:
-                dep = await self._client.read_deployment_by_name(self.deployment_name)
+                dep = await client.read_deployment_by_name(self.deployment_name)
                 self._deployment_id = dep.id
-        return self._client, self._deployment_id
+            return client, self._deployment_id
 
     async def warm_up(self) -> None:
         await self._ensure()
@@ -81,7 +156,7 @@ class IncidentStarter:
         pending = asyncio.get_running_loop().create_future()
         self._inflight[key] = pending
         try:
-            run_id, created = await self._create(alert, key)
+            run_id, created, note = await self._resolve(alert, key)
         except asyncio.CancelledError:
             pending.cancel()
             raise
@@ -92,26 +167,68 @@ class IncidentStarter:
         finally:
             self._inflight.pop(key, None)
         pending.set_result(run_id)
+        # The cache may answer this key with this run for ``ttl_s`` even if the run dies
+        # meanwhile; the TTL is short (30 s default) so a re-send after that asks Prefect.
         self.cache.put(key, run_id)
-        note = "incident started" if created else "already running"
         return self._ref(alert, run_id, deduplicated=not created, note=note)
 
-    async def _create(self, alert: Alert, key: str) -> tuple[str, bool]:
-        """Ask Prefect for the run of ``key``: (flow run id, True if it was created now)."""
+    async def _resolve(self, alert: Alert, key: str) -> tuple[str, bool, str]:
+        """The run that handles ``key``: (flow run id, True if created now, note).
+
+        An existing run that ended without handling the alert is followed by a successor
+        (created, or found if another replica created it first), at most
+        ``MAX_SUCCESSORS`` deep.
+        """
+        run_id, existing = await self._create(alert, key)
+        if existing is None:
+            return run_id, True, "incident started"
+        dead: FlowRun | None = None  # the last dead run this answer stepped over
+        while True:
+            step = next_step(existing, key, dead)
+            if step.successor is None:
+                if step.stopped:
+                    log.warning("intake: alert %r: %s", alert.fingerprint[:128], step.note)
+                return str(existing.id), False, step.note
+            key = step.successor
+            run_id, found = await self._create(alert, key, successor_of=str(existing.id))
+            if found is None:
+                log.warning(
+                    "intake: incident %s ended without handling alert %r (%s); started %s",
+                    existing.id,
+                    alert.fingerprint[:128],
+                    _state_name(existing),
+                    run_id,
+                )
+                return run_id, True, started_note(existing)
+            dead, existing = existing, found
+
+    async def _create(
+        self, alert: Alert, key: str, successor_of: str | None = None
+    ) -> tuple[str, FlowRun | None]:
+        """Ask Prefect for the run of ``key``: (flow run id, None if it was created now,
+        else the existing run as Prefect answered it, state included)."""
         client, deployment_id = await self._ensure()
+        tags = ["incident", f"source:{alert.source}", f"fingerprint:{alert.fingerprint}"]
+        if successor_of is not None:
+            tags.append(f"{SUCCESSOR_TAG}{successor_of}")
         body = DeploymentFlowRunCreate(
             parameters={"alert": alert.model_dump(mode="json")},
             idempotency_key=key,
-            tags=["incident", f"source:{alert.source}", f"fingerprint:{alert.fingerprint}"],
+            tags=tags,
         )
         # The API answers 201 when it created the run and 200 when the idempotency key
         # matched an existing one; the typed client method hides that, so post directly.
+        # The 200 body is the existing run read by the server (state included): no second
+        # call is needed to see whether it died.
         async with self._api:
             resp = await client._client.post(  # noqa: SLF001
                 f"/deployments/{deployment_id}/create_flow_run",
                 json=body.model_dump(mode="json", exclude_unset=True),
             )
-        return str(resp.json()["id"]), resp.status_code == 201
+        data = resp.json()
+        if resp.status_code == 201:
+            return str(data["id"]), None
+        return str(data["id"]), FlowRun.model_validate(data)
 
     @staticmethod
     def _ref(alert: Alert, run_id: str, *, deduplicated: bool, note: str) -> IncidentRef:

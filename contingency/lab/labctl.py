@@ -117,10 +117,23 @@ def serve(name: str) -> None:
     ThreadingHTTPServer((cfg["address"], int(cfg["port"])), Handler).serve_forever()
 
 
+def _audit(action: str, name: str) -> None:
+    """The host's command log (``run/labctl.log``): what was asked of the service
+    manager, once a line — so a test can count how often a restart really ran."""
+    try:
+        (_host_dir() / "run").mkdir(parents=True, exist_ok=True)
+        with open(_host_dir() / "run" / "labctl.log", "a", encoding="utf-8") as fh:
+            fh.write(f"{time.time():.3f} {action} {name}\n")
+    except OSError:
+        pass  # a full disk on the host must not stop the service manager
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         sys.exit(__doc__)
     action, name = argv
+    if action != "serve":
+        _audit(action, name)
     if action == "serve":
         serve(name)
         return 0
