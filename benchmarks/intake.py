@@ -178,8 +178,9 @@ def main() -> None:
     settings = Settings(state_dir=Path(tempfile.mkdtemp(prefix="bench-intake-")))
     info = up(settings, api_port=free_port(), intake_port=free_port(), console=console)
     worker = settings.state_dir / "run" / "worker.pid"
-    stop_pid(int(worker.read_text()))  # incidents stay Scheduled: the plans do not run here
-    worker.unlink()
+    pid = int(worker.read_text())
+    worker.unlink()  # first: the supervisor restarts only what is recorded
+    stop_pid(pid)  # incidents stay Scheduled: the plans do not run here
     t = Target(info.intake_url, webhook_token(settings))
     try:
         with stack_client(settings):

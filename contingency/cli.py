@@ -86,7 +86,8 @@ def up(
     ] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Start the Prefect server, deployments, worker and alert intake (and the lab)."""
+    """Start the Prefect server, deployments, fork server, worker, alert intake and
+    reconciler (and the lab), and the supervisor that restarts any that dies."""
     from contingency.stack import up as stack_up
 
     info = stack_up(
@@ -114,12 +115,13 @@ def up(
         "CONTINGENCY_WEBHOOK_TOKEN is set)"
     )
     out.print(f"Inventory:    {info.inventory}")
+    out.print(f"Supervisor:   restarts what dies; log in {info.state_dir}/run/supervisor.log")
     out.print("Stop with:    contingency down" + (f" --state-dir {state_dir}" if state_dir else ""))
 
 
 @app.command()
 def down(state_dir: StateDir = None) -> None:
-    """Stop everything `contingency up` started."""
+    """Stop everything `contingency up` started, flow runs included."""
     from contingency.stack import down as stack_down
 
     stopped = stack_down(_settings(state_dir))
@@ -215,19 +217,38 @@ def reject(
 
 
 @app.command()
-def gates(state_dir: StateDir = None) -> None:
-    """List incidents waiting at a gate, with their age."""
+def gates(
+    action: Annotated[
+        str | None, typer.Argument(help="`reopen RUN`: re-ask the command center")
+    ] = None,
+    run_id: Annotated[str | None, typer.Argument(help="the interrupted incident")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """List incidents waiting at a gate, with their age; `gates reopen RUN` re-asks the
+    command center for an incident whose gate was interrupted."""
     from rich.table import Table
 
-    from contingency.gates import open_gates
+    from contingency.gates import open_gates, reopen
 
+    if action is not None:
+        if action != "reopen" or not run_id:
+            err.print("usage: contingency gates [reopen RUN]")
+            raise typer.Exit(2)
+        try:
+            with _api(state_dir):
+                new = reopen(run_id)
+        except RuntimeError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+        out.print(f"re-opened {run_id} as incident {new}; the command center is asked again")
+        return
     with _api(state_dir):
         rows = open_gates()
     table = Table("flow run", "incident", "waiting", "expires (UTC)")
     for g in rows:
         table.add_row(
             g.flow_run_id,
-            g.name,
+            g.name + ("" if g.live else " [yellow](process gone: being re-opened)[/]"),
             f"{g.age_s / 60:.1f} min",
             f"{g.expires_at:%H:%M:%S}" if g.expires_at else "—",
         )

@@ -316,9 +316,7 @@ class Reconciler:
                 continue
             target_tag = f"target:{lim.name[len(LOCK_PREFIX) :]}"
             holders = client.read_flow_runs(  # newest first: a live holder is recent
-                flow_run_filter=FlowRunFilter(
-                    tags=FlowRunFilterTags(all_=["incident", target_tag])
-                ),
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[target_tag])),
                 sort=FlowRunSort.EXPECTED_START_TIME_DESC,
                 limit=50,
             )

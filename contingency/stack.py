@@ -1,28 +1,45 @@
 """`contingency up` / `down`: the embedded stack on one machine.
 
 Prefect server (SQLite in the state directory, or PostgreSQL with ``database_url``),
-the process work pool and deployments, a worker, and the alert intake — all bound to
-127.0.0.1, all recorded under ``<state_dir>/run`` so ``down`` stops exactly them.
+the process work pool and deployments, the fork server, a worker, the alert intake and
+the reconciler — all bound to 127.0.0.1, all recorded under ``<state_dir>/run`` so
+``down`` stops exactly them — and last the supervisor (``contingency/supervisor.py``),
+which restarts any of them that dies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import sys
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from pydantic import BaseModel
 from rich.console import Console
 
-from contingency.processes import free_port, http_ok, spawn, stop_all, wait_until
+from contingency.processes import (
+    free_port,
+    has_env,
+    http_ok,
+    processes_with_env,
+    spawn,
+    stop_groups,
+    wait_until,
+)
 from inventory.settings import Settings
 
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
-STOP_ORDER = ["intake", "worker", "forkserver", "server"]
+COMPONENTS = ["server", "forkserver", "worker", "intake", "reconciler"]
+"""What the supervisor keeps running, in start order."""
+STOP_ORDER = ["supervisor", "intake", "reconciler", "worker", "forkserver", "server"]
+STOP_GRACE_S = {"supervisor": 3.0, "forkserver": 5.0}
+"""SIGTERM-to-SIGKILL grace per component when stopping (default 8 s)."""
 # Poll intervals that decide alert-to-action latency (Prefect's defaults are 10 s).
 FAST_POLLING = {
     "PREFECT_WORKER_QUERY_SECONDS": "0.5",
@@ -153,8 +170,18 @@ def up(
     argvs = _argvs(settings, api_port, intake_port, run_dir)
     (run_dir).mkdir(parents=True, exist_ok=True)
     (run_dir / "components.json").write_text(
-        json.dumps({"argv": argvs, "api_port": api_port, "polling": polling or {}}, indent=2)
+        json.dumps(
+            {
+                "argv": argvs,
+                "api_port": api_port,
+                "polling": polling or {},
+                "supervised": COMPONENTS,
+            },
+            indent=2,
+        )
     )
+    # What the supervisor restarts a component with (secrets inside: owner only).
+    _write_private(run_dir / "env.json", json.dumps({"env": {n: env for n in argvs}}))
     (settings.state_dir / "prefect").mkdir(parents=True, exist_ok=True)
     with console.status(f"starting the Prefect server on 127.0.0.1:{api_port}"):
         _start(settings, "server", argvs, env, run_dir)
@@ -172,10 +199,9 @@ def up(
             )
         )
     console.print(f"deployments: {', '.join(names)}")
-    for name in ("forkserver", "worker", "intake"):
+    for name in ("forkserver", "worker", "intake", "reconciler", "supervisor"):
         _start(settings, name, argvs, env, run_dir)
     intake_url = f"http://127.0.0.1:{intake_port}"
-    wait_until(lambda: http_ok(f"{intake_url}/healthz"), "alert intake", 60, run_dir / "intake.log")
     info = StackInfo(
         api_url=env["PREFECT_API_URL"],
         ui_url=f"http://127.0.0.1:{api_port}",
@@ -239,13 +265,23 @@ def _argvs(
             str(intake_port),
             "--no-access-log",
         ],
+        "reconciler": [sys.executable, "-m", "contingency.reconciler"],
+        "supervisor": [
+            sys.executable,
+            "-m",
+            "contingency.supervisor",
+            str(settings.state_dir.resolve()),
+        ],
     }
 
 
 def _start(
     settings: Settings, name: str, argvs: dict[str, list[str]], env: dict[str, str], run_dir: Path
-) -> None:
-    spawn(name, argvs[name], env, run_dir)
+) -> int:
+    """Start one component and wait until it is ready; return its pid."""
+    if name == "forkserver":  # a killed fork server leaves its socket behind
+        Path(env["CONTINGENCY_FORKSERVER"]).unlink(missing_ok=True)
+    pid = spawn(name, argvs[name], env, run_dir)
     if name == "server":
         wait_until(
             lambda: http_ok(
@@ -262,6 +298,70 @@ def _start(
             60,
             run_dir / "forkserver.log",
         )
+    elif name == "intake":
+        port = argvs[name][argvs[name].index("--port") + 1]
+        wait_until(
+            lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+            "alert intake",
+            60,
+            run_dir / "intake.log",
+        )
+    return pid
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (created 0600, replaced atomically)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def component_env(run_dir: Path, name: str) -> dict[str, str]:
+    """The environment ``name`` was last started with (recorded by up / restart)."""
+    return dict(json.loads((run_dir / "env.json").read_text())["env"][name])
+
+
+def record_env(run_dir: Path, name: str, env: dict[str, str]) -> None:
+    path = run_dir / "env.json"
+    data = json.loads(path.read_text()) if path.exists() else {"env": {}}
+    data["env"][name] = env
+    _write_private(path, json.dumps(data))
+
+
+@contextlib.contextmanager
+def component_lock(run_dir: Path, name: str, wait: bool = True) -> Iterator[bool]:
+    """Hold ``run/locks/<name>.lock`` while stopping or starting a component, so the
+    supervisor never restarts what ``restart`` is restarting. Yields False if
+    ``wait`` is off and someone else holds it."""
+    lock_dir = run_dir / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def stack_marks(settings: Settings) -> dict[str, str]:
+    """Environment variables every process of this stack has, flow runs included (the
+    fork server's children inherit its environment block): how ``down`` recognises
+    them, and tells them from an unrelated process that got a recorded pid."""
+    return {
+        "CONTINGENCY_STATE_DIR": str(settings.state_dir),
+        "CONTINGENCY_FORKSERVER": str(settings.state_dir / "run" / "forkserver.sock"),
+    }
 
 
 def restart(settings: Settings, name: str) -> None:
@@ -275,12 +375,15 @@ def restart(settings: Settings, name: str) -> None:
     settings = settings.model_copy(update={"inventory": Path(info.inventory)})
     env = _env(settings, int(meta["api_port"]), database_url, meta.get("polling"))
     pidfile = run_dir / f"{name}.pid"
-    if pidfile.exists():
-        from contingency.processes import stop_pid
-
-        stop_pid(int(pidfile.read_text().strip()))
-        pidfile.unlink(missing_ok=True)
-    _start(settings, name, meta["argv"], env, run_dir)
+    marks = stack_marks(settings)
+    with component_lock(run_dir, name):
+        if pidfile.exists():
+            with contextlib.suppress(ValueError, OSError):
+                pid = int(pidfile.read_text().strip())
+                stop_groups([pid], lambda p: has_env(p, marks))
+            pidfile.unlink(missing_ok=True)
+        record_env(run_dir, name, env)  # what the supervisor restarts it with from now on
+        _start(settings, name, meta["argv"], env, run_dir)
 
 
 def read_stack(settings: Settings) -> StackInfo:
@@ -291,10 +394,46 @@ def read_stack(settings: Settings) -> StackInfo:
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop everything `up` started (intake, worker, server, then the lab)."""
-    stopped = stop_all(settings.state_dir / "run", STOP_ORDER)
+    """Stop everything `up` started — the supervisor first (so it restarts nothing),
+    then intake, reconciler, worker, fork server with every flow-run process, server,
+    then the lab — and return the names stopped. Each component's whole process group
+    is stopped, also when its leader already died; what is left anywhere with this
+    stack's environment (e.g. a run that left its group) is stopped last. Pids are
+    checked against the stack's environment first: after a power loss a stale pid
+    file may name somebody else's process."""
+    run_dir = settings.state_dir / "run"
+    marks = stack_marks(settings)
+
+    def owned(pid: int) -> bool:
+        return has_env(pid, marks)
+
+    pidfiles = {p.stem: p for p in run_dir.glob("*.pid")} if run_dir.exists() else {}
+    flows = sorted((run_dir / "flows").glob("*.pid")) if run_dir.exists() else []
+    names = [n for n in STOP_ORDER if n in pidfiles] + sorted(set(pidfiles) - set(STOP_ORDER))
+    if flows and "forkserver" not in names:
+        names.append("forkserver")
+    for name in names:
+        pids = [_read_pid(pidfiles[name])] if name in pidfiles else []
+        if name == "forkserver":
+            pids += [_read_pid(p) for p in flows]
+        stop_groups([p for p in pids if p], owned, STOP_GRACE_S.get(name, 8.0))
+        if name in pidfiles:
+            pidfiles[name].unlink(missing_ok=True)
+    for path in flows:
+        path.unlink(missing_ok=True)
+    left = processes_with_env(marks)
+    if left:
+        stop_groups(left, owned, 3.0)
+    (run_dir / "forkserver.sock").unlink(missing_ok=True)
     from contingency.lab.launcher import stop_lab
 
-    stopped += stop_lab(settings)
+    stopped = [n for n in names if n in pidfiles] + stop_lab(settings)
     (settings.state_dir / "stack.json").unlink(missing_ok=True)
     return stopped
+
+
+def _read_pid(path: Path) -> int:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return 0

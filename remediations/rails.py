@@ -215,7 +215,7 @@ def live_holder(client: Any, target: str, me: str | None) -> str:
 
     runs = client.read_flow_runs(
         flow_run_filter=FlowRunFilter(
-            tags=FlowRunFilterTags(all_=["incident", f"target:{tag_value(target)}"]),
+            tags=FlowRunFilterTags(all_=[f"target:{tag_value(target)}"]),
             state=FlowRunFilterState(
                 type=FlowRunFilterStateType(
                     any_=[StateType.RUNNING, StateType.PAUSED, StateType.PENDING]

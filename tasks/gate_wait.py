@@ -19,6 +19,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.input import RunInput, keyset_from_paused_state
 from prefect.states import Paused
 from prefect.utilities.engine import propose_state_sync
+from pydantic import ValidationError
 
 from tasks.errors import ContingencyError
 
@@ -73,4 +74,11 @@ def wait_for_input(form: type[I], key: str, timeout_s: float, poll_s: float = 0.
                 if current.is_running():
                     break
                 raise GateInterrupted(f"flow run left the gate as {current.name}")
-    return _retry("load decision", lambda: form.load(keyset, flow_run_id=run_id), deadline)
+    try:
+        return _retry("load decision", lambda: form.load(keyset, flow_run_id=run_id), deadline)
+    except (ValidationError, ValueError, KeyError) as exc:
+        # Resumed without a decision (the state forced to Running through the API):
+        # not a decision, and never a silent death — the gate is interrupted.
+        raise GateInterrupted(
+            f"the run was resumed without a decision ({type(exc).__name__})"
+        ) from None

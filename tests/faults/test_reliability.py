@@ -366,3 +366,29 @@ def test_down_then_up_with_two_gates_waiting_reopens_both(own_stack: Stack) -> N
         second = _alert(own_stack, "report-db", alertname="DataLoss")
         _at_gate(second)
     _reboot_then_approve_once(own_stack, [first, second], down=True)
+
+
+def test_forced_running_at_the_gate_is_reported_interrupted_and_can_be_reopened(
+    stack: Stack, report_down: None
+) -> None:
+    """Someone holding the API forces a waiting incident to Running (no decision): the
+    gate closes as interrupted, is reported and paged; `contingency gates reopen` asks
+    the command center again and an approval then acts once."""
+    from prefect.states import Running
+
+    from contingency.gates import reopen
+
+    run_id = _alert(stack, "report")
+    _at_gate(run_id)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(run_id), Running(), force=True)
+    run = _reported(run_id, 60)
+    assert run.state.name == "Interrupted", run.state
+    text = _report(stack, run_id)
+    assert "interrupted" in text and f"contingency gates reopen {run_id}" in text
+    assert "No command was run." in text
+    _paged(stack, "INTERRUPTED: ServiceDown on report")
+    successor = reopen(run_id)
+    assert reopen(run_id) == successor  # asked twice: still one successor
+    _at_gate(successor, 60)
+    assert "recovered" in _approve_and_finish(stack, successor, "report")
