@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,53 @@ def read_deployments(path: Path | None = None) -> list[dict[str, Any]]:
     return deployments
 
 
-async def ensure_work_pool(name: str) -> None:
+LOCKED_VARIABLES = ("name", "labels", "stream_output")
+"""The only job variables a deployment or a flow run may set on this pool."""
+
+
+def locked_job_template(command: str, work_dir: Path) -> dict[str, Any]:
+    """The process pool's base job template with the command, the environment and the
+    working directory fixed: no ``{{ placeholder }}`` for them and no such variable,
+    and ``additionalProperties: false``, so the server refuses (422) any deployment or
+    flow run whose ``job_variables`` try to set them (else whoever holds the API auth
+    string could run any command as the worker's user). ``env`` needs this: the worker
+    merges a run's env into a literal env even without a placeholder."""
+    from prefect.workers.process import ProcessWorker
+
+    base = ProcessWorker.get_default_base_job_template()
+    props = base["variables"]["properties"]
+    variables = {
+        **base["variables"],
+        "properties": {k: props[k] for k in LOCKED_VARIABLES},
+        "additionalProperties": False,
+    }
+    variables.pop("required", None)
+    job = {
+        "command": command,
+        "env": dict(RUN_ENV),
+        "labels": "{{ labels }}",
+        "name": "{{ name }}",
+        "stream_output": "{{ stream_output }}",
+        "working_dir": str(work_dir),
+    }
+    return {"job_configuration": job, "variables": variables}
+
+
+async def ensure_work_pool(
+    name: str, command: str | None = None, work_dir: Path | None = None
+) -> None:
+    """Create the process work pool, or lock down an existing one's job template."""
+    from prefect.client.schemas.actions import WorkPoolUpdate
+
+    template = locked_job_template(command, work_dir or Path.cwd()) if command is not None else None
     async with get_client() as client:
-        with contextlib.suppress(ObjectAlreadyExists):
-            await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+        try:
+            await client.create_work_pool(
+                WorkPoolCreate(name=name, type="process", base_job_template=template or {})
+            )
+        except ObjectAlreadyExists:
+            if template is not None:
+                await client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
 
 
 async def apply_deployments(
@@ -59,6 +101,13 @@ async def apply_deployments(
             }
         }
     ]
+    # The command and the environment live in the work pool's locked template
+    # (ensure_work_pool); a pool without one (e.g. made by hand) still gets them here.
+    job_variables: dict[str, Any] = {}
+    if command or env:
+        job_variables = {"env": {**RUN_ENV, **(env or {})}}
+        if command:
+            job_variables["command"] = command
     names = []
     async with get_client() as client:
         for spec in read_deployments(path):
@@ -75,10 +124,8 @@ async def apply_deployments(
                 work_pool_name=work_pool or pool.get("name"),
                 work_queue_name=pool.get("work_queue_name") or "default",
                 parameter_openapi_schema=flow.parameters.model_dump(mode="json"),
-                job_variables={
-                    "env": {**RUN_ENV, **(env or {})},
-                    **({"command": command} if command else {}),
-                },
+                enforce_parameter_schema=True,  # a run with parameters off-schema is refused
+                job_variables=job_variables,
                 concurrency_limit=spec.get("concurrency_limit"),
                 schedules=schedules(spec),
                 pull_steps=pull,

@@ -142,6 +142,7 @@ class Reconciler:
             done.append(self.finish(client, run))
         if settled:
             done += self._sweep_locks(client)
+        done += _revert_job_variables(client)
         return done
 
     def _mark_dead(self, client: Any, run: Any) -> str:
@@ -339,6 +340,27 @@ class Reconciler:
             else:
                 self.suspect_locks.add(lim.name)
         return done
+
+
+def _revert_job_variables(client: Any) -> list[str]:
+    """Deployments of the locked work pool carry no job variables. The server checks a
+    flow run's job variables against the pool's locked template, but not a deployment
+    *update* that adds some (and the worker merges a deployment's ``env`` into the run's
+    process even without a placeholder): undo any such update at once, and say so."""
+    from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+
+    done = []
+    deployments = client.read_deployments(
+        deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=["contingency"]))
+    )
+    for dep in deployments:
+        if dep.job_variables:
+            client.update_deployment(dep.id, DeploymentUpdate(job_variables={}))
+            keys = ", ".join(sorted(dep.job_variables))
+            log.error("deployment %s had job variables (%s) set: removed", dep.name, keys)
+            done.append(f"deployment {dep.name}: job variables {keys} removed")
+    return done
 
 
 def _has_report(client: Any, run_id: UUID) -> bool:

@@ -228,8 +228,13 @@ def _intake() -> tuple[str, str]:
         if stack.exists()
         else f"http://127.0.0.1:{settings.intake_port}"
     )
-    token = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
-    return url, token
+    if settings.webhook_token is not None:
+        return url, settings.webhook_token.get_secret_value()
+    from inventory.secrets import resolve_secret
+
+    # resolved at use (secrets dir, CONTINGENCY_SECRET_WEBHOOK_TOKEN or a Secret block):
+    # flow processes do not carry the intake's token in their environment
+    return url, resolve_secret("webhook-token").get_secret_value()
 
 
 def _post_alert(labels: dict[str, str], fingerprint: str) -> str:

@@ -132,5 +132,10 @@ class IncidentContext:
                     ok=False,
                     message=f"gate ended {gate.status}; nothing was run",
                 )
+            # The world may have changed while the gate waited (a freeze, another
+            # remediation of the target): every rail again before acting.
+            if (stop := rails.check(plan, self.inv)) is not None:
+                self.event("rails", f"after sign-off: {stop.outcome}: {stop.message}")
+                return stop
         rails.tag_run(rails.ACTED)
         return None
