@@ -51,7 +51,7 @@ def one(settings: Settings, info: StackInfo) -> float:
     inbox = settings.lab_dir / "inbox.jsonl"
 
     def code() -> str | None:
-        for msg in read(inbox, "/cc"):
+        for msg in read(inbox, "/person/zhang.wei"):  # codes go to each approver only
             if run_id in msg.get("message", "") and (
                 m := re.search(r"code: (\d{6})", msg["message"])
             ):

@@ -193,7 +193,7 @@ def _decide(
 def approve(
     run_id: str,
     name: Annotated[str, typer.Option("--as", help="your name in the inventory")],
-    code: Annotated[str, typer.Option(help="one-time code from the command-center channel")],
+    code: Annotated[str, typer.Option(help="the one-time code sent to you (your own channel)")],
     comment: Annotated[str, typer.Option(help="why")] = "",
     choice: Annotated[
         str, typer.Option(help="where the plan offers choices: e.g. a restore point key")
@@ -208,7 +208,7 @@ def approve(
 def reject(
     run_id: str,
     name: Annotated[str, typer.Option("--as", help="your name in the inventory")],
-    code: Annotated[str, typer.Option(help="one-time code from the command-center channel")],
+    code: Annotated[str, typer.Option(help="the one-time code sent to you (your own channel)")],
     comment: Annotated[str, typer.Option(help="why")] = "",
     state_dir: StateDir = None,
 ) -> None:
@@ -384,15 +384,21 @@ def lab_inbox(
     channel: Annotated[
         str | None, typer.Option(help="cc, ops, support, security, users or info")
     ] = None,
+    person: Annotated[
+        str | None,
+        typer.Option(help="a person's own channel, e.g. zhang.wei (their sign-off codes)"),
+    ] = None,
     last: int = 10,
     state_dir: StateDir = None,
 ) -> None:
-    """Show the last notifications the lab's channels received (approval codes too)."""
-    from contingency.lab.inbox import read
+    """Show the last notifications the lab's channels received (approval codes: --person)."""
+    from contingency.lab.inbox import person_path, read
 
-    rows = read(_settings(state_dir).lab_dir / "inbox.jsonl", f"/{channel}" if channel else None)[
-        -last:
-    ]
+    if channel and person:
+        err.print("give --channel or --person, not both")
+        raise typer.Exit(2)
+    path = person_path(person) if person else f"/{channel}" if channel else None
+    rows = read(_settings(state_dir).lab_dir / "inbox.jsonl", path)[-last:]
     for r in rows:
         out.print(f"[bold]{r.get('path')}[/] {r.get('title')}\n{r.get('message')}\n")
     if not rows:

@@ -39,8 +39,11 @@ _children_status: dict[int, int] = {}
 _reap_lock = threading.Lock()
 
 
-def spawn(name: str, argv: list[str], env: dict[str, str], run_dir: Path) -> int:
+def spawn(
+    name: str, argv: list[str], env: dict[str, str], run_dir: Path, umask: int = 0o077
+) -> int:
     """Start ``argv`` in its own session, output to ``run_dir/<name>.log``; return pid.
+    The process runs with ``umask`` (default 077: what it creates is its owner's only).
 
     If the pid cannot be recorded (e.g. the disk is full) the process is killed again
     and the error raised: an unrecorded process could never be stopped by ``down``."""
@@ -55,6 +58,7 @@ def spawn(name: str, argv: list[str], env: dict[str, str], run_dir: Path) -> int
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            umask=umask,
         )
     finally:
         log.close()

@@ -327,8 +327,9 @@ class Reconciler:
                 continue
             # every holder is final or dead: release the leases they tagged
             leases = [t for r in holders for t in r.tags if t.startswith(LEASE_TAG)]
-            freed = self._release_leases([*leases, target_tag])
-            if freed:
+            self._release_leases([*leases, target_tag])  # unknown or old leases: no-ops
+            if not client.read_global_concurrency_limit_by_name(lim.name).active_slots:
+                self.suspect_locks.discard(lim.name)
                 done.append(f"{lim.name}: released the lease(s) of final or dead holders")
                 continue
             if lim.name in self.suspect_locks:  # held two passes, by nobody known

@@ -154,7 +154,11 @@ def up(
     if any(run_dir.glob("*.pid")):
         console.print("[yellow]a stack is already recorded here; stopping it first[/]")
         down(settings)
+    # Owner only: the state dir 0700, and everything the stack creates from here on
+    # (database, secrets, reports, lab inbox) 0600 — spawn() gives each component 077 too.
+    os.umask(0o077)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.chmod(0o700)
     if lab:
         from contingency.lab.launcher import start_lab
 
@@ -188,16 +192,17 @@ def up(
     with console.status("applying the work pool and deployments"), api_settings(env):
         from contingency.deploy import apply_deployments, ensure_work_pool
 
-        asyncio.run(ensure_work_pool(settings.work_pool))
         work_dir = settings.state_dir / "work"
         work_dir.mkdir(parents=True, exist_ok=True)
-        names = asyncio.run(
-            apply_deployments(
+        # command, env and working directory fixed in the pool's template (no overrides)
+        asyncio.run(
+            ensure_work_pool(
                 settings.work_pool,
-                work_dir=work_dir,
                 command=f"{sys.executable} -m contingency.forkexec",
+                work_dir=work_dir,
             )
         )
+        names = asyncio.run(apply_deployments(settings.work_pool, work_dir=work_dir))
     console.print(f"deployments: {', '.join(names)}")
     for name in ("forkserver", "worker", "intake", "reconciler", "supervisor"):
         _start(settings, name, argvs, env, run_dir)
@@ -264,6 +269,9 @@ def _argvs(
             "--port",
             str(intake_port),
             "--no-access-log",
+            # bounded request heads: 431 past the size / field count, 408 when slow
+            "--http",
+            "contingency.intake.protocol:GuardedHttpTools",
         ],
         "reconciler": [sys.executable, "-m", "contingency.reconciler"],
         "supervisor": [
@@ -281,7 +289,7 @@ def _start(
     """Start one component and wait until it is ready; return its pid."""
     if name == "forkserver":  # a killed fork server leaves its socket behind
         Path(env["CONTINGENCY_FORKSERVER"]).unlink(missing_ok=True)
-    pid = spawn(name, argvs[name], env, run_dir)
+    pid = spawn(name, argvs[name], least_env(name, env), run_dir)
     if name == "server":
         wait_until(
             lambda: http_ok(
@@ -307,6 +315,31 @@ def _start(
             run_dir / "intake.log",
         )
     return pid
+
+
+SERVER_ONLY = (
+    "PREFECT_SERVER_ENCRYPTION_KEY",
+    "PREFECT_SERVER_API_AUTH_STRING",
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL",  # may hold a PostgreSQL password
+)
+INTAKE_ONLY = ("CONTINGENCY_WEBHOOK_TOKEN",)
+
+
+def least_env(name: str, env: dict[str, str]) -> dict[str, str]:
+    """What component ``name`` may see of the stack's environment: the encryption key,
+    the server's own auth setting and the database URL only in the server; the
+    webhook token only in the intake. The worker, the fork server — and so every flow
+    run — the reconciler and the supervisor get neither (a flow that needs a secret
+    resolves it at use: inventory/secrets.py).
+
+    >>> sorted(least_env("worker", {"PREFECT_SERVER_ENCRYPTION_KEY": "k",
+    ...     "CONTINGENCY_WEBHOOK_TOKEN": "t", "PREFECT_API_URL": "u"}))
+    ['PREFECT_API_URL']
+    """
+    drop = set(SERVER_ONLY if name != "server" else ()) | set(
+        INTAKE_ONLY if name != "intake" else ()
+    )
+    return {k: v for k, v in env.items() if k not in drop}
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -28,6 +28,7 @@ from tasks.approval import GateResult, request_approval
 from tasks.errors import ContingencyError
 from tasks.gate_wait import GateInterrupted
 from tasks.incident_times import IncidentTimes, incident_times
+from tasks.liveness import Beat
 from tasks.notify import Pager
 from tasks.prefect_api import retry_api
 from tasks.report import Timeline, publish_report, render_report
@@ -80,6 +81,20 @@ def _gate_section(gates: list[GateResult]) -> str:
             f"{gate.closed_at:%H:%M:%S} UTC, waited {gate.wait_s:.1f}s",
             f"- approvers: {gate.approver or '—'}; comment: {gate.comment or '—'}",
             "",
+        ]
+        if gate.signoffs:
+            lines += [
+                "| approver | decision | code sent to (channel) | code sent (UTC) | "
+                "decided (UTC) |",
+                "|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {s.person} | {s.decision} | {', '.join(s.channels) or '—'} | "
+                f"{s.sent_at:%Y-%m-%d %H:%M:%S} | {s.decided_at:%Y-%m-%d %H:%M:%S} |"
+                for s in gate.signoffs
+            ]
+            lines += [""]
+        lines += [
             "| time (UTC) | who | decision | code valid | accepted |",
             "|---|---|---|---|---|",
         ]
@@ -107,8 +122,10 @@ def _gate_description(alert: Alert, plan: Plan, timeline: Timeline) -> str:
     return (
         f"## Sign-off: `{plan.plan}` on `{plan.target}`\n\n{plan.as_markdown()}\n\n"
         f"**Risk:** {max((a.risk for a in plan.actions), default='low')}. "
-        "Enter your inventory name and the one-time code sent to the command-center "
-        "channel, then approve or reject.\n\n"
+        "Enter your inventory name and the one-time code sent to you personally (your "
+        "own channel in the inventory; the command-center channel never carries a code), "
+        "then approve or reject. A code works only for the person it was sent to, once; "
+        "a member without a personal channel cannot sign off.\n\n"
         f"### Alert\n\n`{alert.labels}` ({alert.source}, {source})\n\n{notes}\n\n"
         f"### Incident so far\n\n{so_far}\n"
     )
@@ -242,6 +259,7 @@ def incident(
         ...                                        "service": "web"}), dry_run=True)
     """
     handling_start = datetime.now(UTC)
+    beat = Beat(flow_run.id).__enter__() if flow_run.id else None  # liveness, to the end
     install_redaction()
     logger = get_run_logger()
     timeline = Timeline()
@@ -261,7 +279,7 @@ def incident(
             policy=inv.gate_policy(plan.plan.value),
             two_person=plan.destructive,
             choices=plan.choices or None,
-            notify=lambda event, extra, code: pager.event(event, extra, code),
+            notify=lambda event, extra, codes: pager.event(event, extra, codes=codes),
         )
         gates.append(gate)
         pager.event(
@@ -341,4 +359,8 @@ def incident(
                 "status": outcome.outcome,
             },
         )
-    return _report(alert, decision, timeline, ctx, gates, outcome, pager, handling_start)
+    try:
+        return _report(alert, decision, timeline, ctx, gates, outcome, pager, handling_start)
+    finally:
+        if beat is not None:
+            beat.__exit__()

@@ -148,7 +148,9 @@ class Person(_Model):
     display_name: str = ""
     roles: list[RoleName] = Field(default_factory=list)
     notify: list[Name] = Field(default_factory=list)
-    """Secret names of apprise URLs for this person."""
+    """Secret names of apprise URLs for this person. A command-center member's one-time
+    sign-off codes go only to these (those not also a role's or another person's
+    channel); a member without one cannot sign off."""
     backup: bool = False
     """A backup approver: paged when a gate has waited ``backup_after_s``."""
 

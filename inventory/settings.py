@@ -45,6 +45,18 @@ class Settings(BaseSettings):
     intake_rate_per_second: float = 100.0
     """Per (client address, endpoint) token-bucket rate; 0 disables the limit."""
     intake_rate_burst: int = 200
+    intake_unauth_rate_per_second: float = 1.0
+    """Per client address budget of requests that fail authentication (their own bucket:
+    a flood of them never spends an authenticated sender's budget); past it, 429."""
+    intake_unauth_burst: int = 20
+    intake_max_header_bytes: int = 16 * 1024
+    """Request line plus headers of one request; more is answered 431 and the connection
+    closed before the rest is read (``contingency/intake/protocol.py``)."""
+    intake_max_headers: int = 100
+    """Header fields in one request; more is answered 431."""
+    intake_header_timeout_s: float = 5.0
+    """A request's line and headers must arrive within this long (from the connection, or
+    from the first byte of a keep-alive request), else 408 and the connection is closed."""
     intake_dedup_cache: int = 10_000
     """Idempotency keys this intake remembers answering (re-sends skip the Prefect API
     call); 0 disables the fast path."""

@@ -1,7 +1,8 @@
 """The gate's watchdog: reminders, backup approvers, expiry and "alert cleared".
 
 Runs in a thread of the paused flow process. At ``remind_after_s`` it reminds the
-command center, at ``backup_after_s`` the backup approvers, and at ``abort_after_s``
+command center, at ``backup_after_s`` the backup approvers — each person with their
+own still-valid one-time code, on their own channels only — and at ``abort_after_s``
 it closes the gate as ``expired`` by resuming the run with the gate's secret nonce —
 a timeout never approves. It also closes the gate as ``cleared`` when the intake tags
 the run ``alert-resolved``.
@@ -32,13 +33,15 @@ class GateWatch:
         self,
         policy: GatePolicy,
         nonce: str,
-        send: Callable[[str, str | None], None],
-        code: Callable[[], str],
+        send: Callable[[str, dict[str, str]], None],
+        codes: Callable[[], dict[str, str]],
     ) -> None:
+        """``send(event, codes)`` pages; ``codes()`` is the gate's current person → code
+        map (codes are per person: the pager sends each to its person only)."""
         self.policy = policy
         self.nonce = nonce
         self.send = send
-        self.code = code
+        self.codes = codes
         self.started = time.monotonic()
         self._stop = threading.Event()
         ctx = FlowRunContext.get()
@@ -98,7 +101,7 @@ class GateWatch:
                 _, step = steps.pop(0)
                 event = "gate_reminder" if step == "remind" else "gate_backup"
                 log.warning("gate watch: %s after %.0fs", event, elapsed)
-                self.send(event, self.code())
+                self.send(event, self.codes())
             if elapsed >= p.abort_after_s:
                 self._close("expired", f"no decision within {p.abort_after_s:.0f}s")
             elif self._resolved():

@@ -9,7 +9,7 @@ send is logged and returned, never raised: a remediation never waits on a pager.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -53,6 +53,10 @@ ROUTES: dict[str, tuple[RoleName, ...]] = {
 DRILL_SENDS = {"gate_opened", "gate_reminder", "gate_backup"}
 """What a drill still sends (to the command center, marked [DRILL]): the sign-off codes."""
 
+GATE_EVENTS = DRILL_SENDS
+"""Events that carry one-time codes: each approver's own code goes only to that
+person's own channels; the role channels get the notice without any code."""
+
 
 class Delivery(BaseModel):
     event: str
@@ -92,6 +96,18 @@ def channels(inv: Inventory, role: RoleName, people: Iterable[str] | None = None
     return list(dict.fromkeys(names))
 
 
+def personal_channels(inv: Inventory, person: str) -> list[str]:
+    """The channels only ``person`` reads: their ``notify`` secrets minus any role's
+    channel and minus channels another person also lists (a shared channel is not
+    personal, so a one-time code never goes there). Pure."""
+    me = inv.people.get(person)
+    if me is None:
+        return []
+    shared = {n for r in inv.roles.values() for n in r.notify}
+    shared |= {n for p in inv.people.values() if p.name != person for n in p.notify}
+    return [n for n in dict.fromkeys(me.notify) if n not in shared]
+
+
 def _send(url: str, title: str, body: str) -> str:
     import apprise
 
@@ -109,31 +125,59 @@ def send(
     roles: Iterable[RoleName] | None = None,
     people: Iterable[str] | None = None,
     private: dict[RoleName, dict[str, Any]] | None = None,
+    skip: Iterable[str] = (),
 ) -> list[Delivery]:
     """Send ``event`` to every channel of its roles; return one Delivery per channel.
 
-    ``private`` adds fields only for some roles (the approval code goes to the command
-    center only). ``people`` narrows personal channels to those people.
+    ``private`` adds fields only for some roles. ``people`` narrows personal channels
+    to those people; ``skip`` leaves out channels (those that get a personal message).
     """
     out: list[Delivery] = []
-    seen: set[str] = set()
+    seen: set[str] = set(skip)
     for role in roles or ROUTES[event]:
         title, body = render(event, lang, {**fields, **(private or {}).get(role, {})})
         for name in channels(inv, role, people):
             if name in seen:
                 continue
             seen.add(name)
-            try:
-                error = _send(resolve_secret(name).get_secret_value(), title, body)
-            except SecretNotFound:
-                error = f"channel secret {name!r} is not set"
-            except Exception as exc:  # noqa: BLE001 - a pager must never break a plan
-                error = f"{type(exc).__name__}: {redact(str(exc))[:200]}"
-            if error:
-                log.warning("notify %s via %s (%s) failed: %s", event, name, role.value, error)
-            out.append(
-                Delivery(event=event, role=role.value, channel=name, ok=not error, error=error)
-            )
+            out.append(_deliver(event, role.value, name, title, body))
+    return out
+
+
+def _deliver(event: str, role: str, name: str, title: str, body: str) -> Delivery:
+    try:
+        error = _send(resolve_secret(name).get_secret_value(), title, body)
+    except SecretNotFound:
+        error = f"channel secret {name!r} is not set"
+    except Exception as exc:  # noqa: BLE001 - a pager must never break a plan
+        error = f"{type(exc).__name__}: {redact(str(exc))[:200]}"
+    if error:
+        log.warning("notify %s via %s (%s) failed: %s", event, name, role, error)
+    return Delivery(event=event, role=role, channel=name, ok=not error, error=error)
+
+
+def send_codes(
+    event: str,
+    inv: Inventory,
+    fields: dict[str, Any],
+    codes: dict[str, str],
+    code_line: Callable[[str | None], str],
+    lang: str = "en",
+    roles: Iterable[RoleName] | None = None,
+    people: Iterable[str] | None = None,
+) -> list[Delivery]:
+    """A gate event: each person in ``codes`` gets their own code on their own
+    channels only (Delivery.role ``person:NAME``); the roles' channels (and anyone
+    else's) get the same notice without any code."""
+    out: list[Delivery] = []
+    mine: set[str] = set()
+    for person, code in codes.items():
+        title, body = render(event, lang, {**fields, "code_line": code_line(code)})
+        for name in personal_channels(inv, person):
+            mine.add(name)
+            out.append(_deliver(event, f"person:{person}", name, title, body))
+    notice = {**fields, "code_line": code_line(None)}
+    out += send(event, inv, notice, lang, roles=roles, people=people, skip=mine)
     return out
 
 
@@ -156,11 +200,12 @@ class Pager:
         self,
         event: str,
         extra: dict[str, Any] | None = None,
-        code: str | None = None,
+        codes: dict[str, str] | None = None,
         roles: tuple[RoleName, ...] | None = None,
     ) -> None:
-        """Queue one event (to ``roles``, default: the event's); the code, if any, goes
-        to the command center only."""
+        """Queue one event (to ``roles``, default: the event's). ``codes`` (person →
+        one-time code, gate events only): each code goes to its person's own channels
+        only; the role channels get the notice without a code."""
         fields = {**self.fields, **(extra or {})}
         if self.drill:
             fields["alert"] = f"[DRILL] {fields.get('alert', '')}"
@@ -169,31 +214,37 @@ class Pager:
                 note = Delivery(event=event, role="-", channel="(drill: not sent)", ok=True)
                 self.deliveries.append(note)
                 return
-        self._pending.append(self._pool.submit(self._send, event, fields, code, roles))
+        codes = dict(codes or {})
+        self._pending.append(self._pool.submit(self._send, event, fields, codes, roles))
 
     def _send(
         self,
         event: str,
         fields: dict[str, Any],
-        code: str | None,
+        codes: dict[str, str],
         roles: tuple[RoleName, ...] | None = None,
     ) -> list[Delivery]:
-        cc = {R.command_center: {"code_line": self._code_line(code)}} if code else None
         try:
             if event == "gate_backup":
                 backups = [p.name for p in self.inv.members(R.command_center) if p.backup]
-                return send(
+                mine = {p: c for p, c in codes.items() if p in backups}
+                return send_codes(
                     "gate_reminder",
                     self.inv,
                     fields,
+                    mine,
+                    self._code_line,
                     self.lang,
                     roles=(R.command_center,),
                     people=backups,
-                    private=cc,
                 )
             if self.drill:
                 roles = (R.command_center,)
-            return send(event, self.inv, fields, self.lang, roles=roles, private=cc)
+            if event in GATE_EVENTS:
+                return send_codes(
+                    event, self.inv, fields, codes, self._code_line, self.lang, roles=roles
+                )
+            return send(event, self.inv, fields, self.lang, roles=roles)
         except Exception as exc:  # noqa: BLE001 - never let paging break a plan
             log.warning("notify %s failed: %s", event, type(exc).__name__)
             return [
@@ -218,8 +269,15 @@ class Pager:
         self._pending.clear()
         return self.deliveries
 
-    def _code_line(self, code: str) -> str:
-        return ("审批码（一次性）：" if self.lang == "zh" else "One-time approval code: ") + code
+    def _code_line(self, code: str | None) -> str:
+        zh = self.lang == "zh"
+        if code is None:  # the role channel's notice: never a code
+            return (
+                "一次性审批码已单独发送给每位审批人本人。"
+                if zh
+                else "Each approver's one-time code was sent to them personally."
+            )
+        return ("您的一次性审批码：" if zh else "Your one-time approval code: ") + code
 
     def as_markdown(self) -> str:
         self.flush()

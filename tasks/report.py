@@ -140,6 +140,7 @@ def publish_report(markdown: str, key: str, report_dir: Path, description: str =
     try:  # a full or broken state disk must not cost the artifact (nor the pages)
         report_dir.mkdir(parents=True, exist_ok=True)
         tmp.write_text(markdown, encoding="utf-8")
+        tmp.chmod(0o600)  # owner only, like everything under the state dir
         tmp.replace(path)
     except OSError as exc:
         logging.getLogger("contingency.report").error(

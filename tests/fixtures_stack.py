@@ -133,18 +133,27 @@ def wait_for(check, timeout_s: float = 60, what: str = "condition"):  # type: ig
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-def approval_code(stack: Stack, run_id: str) -> str:
-    """The newest one-time approval code the lab's command-center channel got for a run."""
+def approval_code(stack: Stack, run_id: str, person: str = "zhang.wei") -> str:
+    """The newest one-time approval code ``person``'s own lab channel got for a run
+    (codes are per person; the command-center channel never carries one)."""
+    return wait_for(
+        lambda: person_codes(stack, run_id, person)[-1:] or None,
+        timeout_s=20,
+        what=f"approval code for {person} in the lab inbox",
+    )[0]
+
+
+def person_codes(stack: Stack, run_id: str, person: str = "zhang.wei") -> list[str]:
+    """Every one-time code ``person``'s own lab channel got for a run, oldest first
+    (a reminder repeats the still-valid code)."""
     import re as _re
 
-    from contingency.lab.inbox import read
+    from contingency.lab.inbox import person_path, read
 
-    def find() -> str | None:
-        for msg in reversed(read(stack.state_dir / "lab" / "inbox.jsonl", "/cc")):
-            if run_id in msg.get("message", "") and (
-                m := _re.search(r"code: (\d{6})", str(msg["message"]))
-            ):
-                return m.group(1)
-        return None
-
-    return wait_for(find, timeout_s=20, what="approval code in the lab inbox")
+    codes: list[str] = []
+    for msg in read(stack.state_dir / "lab" / "inbox.jsonl", person_path(person)):
+        if run_id in str(msg.get("message", "")) and (
+            m := _re.search(r"code: (\d{6})", str(msg["message"]))
+        ):
+            codes.append(m.group(1))
+    return codes

@@ -17,7 +17,14 @@ from fastapi.responses import JSONResponse
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from contingency.intake.auth import ReplayCache, SignatureError, verify_generic, verify_grafana
+from contingency.intake.auth import (
+    ReplayCache,
+    SignatureError,
+    precheck_generic,
+    precheck_grafana,
+    verify_generic,
+    verify_grafana,
+)
 from contingency.intake.dedup import AnsweredCache
 from contingency.intake.fastlane import FastLane
 from contingency.intake.grafana import GrafanaPayload
@@ -136,6 +143,9 @@ def create_app(
     generic_secrets = _secrets(settings.generic_hmac_secrets)
     replays = ReplayCache()
     bucket = TokenBucket(settings.intake_rate_per_second, settings.intake_rate_burst)
+    unauth_bucket = TokenBucket(
+        settings.intake_unauth_rate_per_second, settings.intake_unauth_burst
+    )
     metrics = IntakeMetrics()
     readiness = readiness_checks(settings, starter)
 
@@ -163,13 +173,53 @@ def create_app(
                 401, "missing or bad bearer token", headers={"WWW-Authenticate": "Bearer"}
             )
 
+    def unauthenticated(path: str, client: str, reason: str, exc: HTTPException) -> HTTPException:
+        """A request that failed authentication: 401 while its address is within the small
+        unauthenticated budget, 429 past it. It never spends the authenticated budget, so a
+        flood of these never 429s a sender with the token from the same address. The
+        connection is closed (an unread body is not read on)."""
+        wait = unauth_bucket.take((client, ""))
+        if wait:
+            headers = {"Retry-After": unauth_bucket.retry_after(wait), "Connection": "close"}
+            return reject(
+                path,
+                "unauthenticated_rate_limited",
+                HTTPException(429, "too many unauthenticated requests", headers=headers),
+            )
+        headers = {**(exc.headers or {}), "Connection": "close"}
+        return reject(path, reason, HTTPException(exc.status_code, exc.detail, headers=headers))
+
     async def parse(request: Request, model: type[P], signed_by: str | None = None) -> P:
-        """Limits, then auth, then the body: an unauthenticated caller learns nothing about it.
+        """Auth, then the rate limit, then the body: an unauthenticated caller spends only
+        its own small budget and learns nothing about the body.
 
         ``signed_by`` is "grafana" or "generic" for endpoints that accept an HMAC signature.
+        A signature covers the body, so for those the headers are checked first (present,
+        well-formed, timestamp fresh), then at most the body limit is read and verified.
         """
         path = request.scope["path"]
         client = request.client.host if request.client else "unknown"
+        signature_check = None
+        if signed_by == "grafana" and grafana_secrets:
+            signature_check = "grafana"
+        elif (
+            signed_by == "generic"
+            and generic_secrets
+            and request.headers.get("x-contingency-signature") is not None
+        ):
+            signature_check = "generic"  # signature given: it must verify; else bearer
+        try:
+            if signature_check is None:
+                authorize(request)
+            else:
+                precheck_signature(signature_check, request)
+        except HTTPException as exc:
+            reason = "auth" if signature_check is None else "signature"
+            raise unauthenticated(path, client, reason, exc) from None
+        body: bytes | None = None
+        if signature_check is not None:
+            body = await read_body(request)
+            verify_signature(signature_check, request, body, client)
         wait = bucket.take((client, path))
         if wait:
             raise reject(
@@ -181,30 +231,8 @@ def create_app(
             )
         if "json" not in request.headers.get("content-type", "application/json"):
             raise reject(path, "content_type", HTTPException(415, "content type must be JSON"))
-        signature_check = None
-        if signed_by == "grafana" and grafana_secrets:
-            signature_check = "grafana"
-        elif (
-            signed_by == "generic"
-            and generic_secrets
-            and request.headers.get("x-contingency-signature") is not None
-        ):
-            signature_check = "generic"  # signature given: it must verify; else bearer
-        if signature_check is None:
-            try:
-                authorize(request)
-            except HTTPException as exc:
-                raise reject(path, "auth", exc) from None
-        try:
-            body = await read_limited(
-                request.headers.get("content-length"),
-                request.stream(),
-                settings.intake_max_body_bytes,
-            )
-        except BodyTooLarge as exc:
-            raise reject(path, "too_large", HTTPException(413, str(exc))) from None
-        if signature_check is not None:
-            verify_signature(signature_check, request, body)
+        if body is None:
+            body = await read_body(request)
         try:
             return model.model_validate_json(body or b"null")
         except ValidationError as exc:
@@ -214,7 +242,29 @@ def create_app(
                 HTTPException(422, {"error": "invalid body", "problems": _readable(exc)}),
             ) from None
 
-    def verify_signature(kind: str, request: Request, body: bytes) -> None:
+    async def read_body(request: Request) -> bytes:
+        try:
+            return await read_limited(
+                request.headers.get("content-length"),
+                request.stream(),
+                settings.intake_max_body_bytes,
+            )
+        except BodyTooLarge as exc:
+            raise reject(request.scope["path"], "too_large", HTTPException(413, str(exc))) from None
+
+    def precheck_signature(kind: str, request: Request) -> None:
+        h = request.headers
+        try:
+            if kind == "grafana":
+                precheck_grafana(
+                    h.get("x-grafana-alerting-signature"), h.get(settings.grafana_timestamp_header)
+                )
+            else:
+                precheck_generic(h.get("x-contingency-signature"), h.get("x-contingency-timestamp"))
+        except SignatureError as exc:
+            raise HTTPException(401, str(exc)) from None
+
+    def verify_signature(kind: str, request: Request, body: bytes, client: str) -> None:
         path = request.scope["path"]
         h = request.headers
         try:
@@ -233,9 +283,11 @@ def create_app(
                 h.get("x-contingency-timestamp"),
             )
         except SignatureError as exc:
-            raise reject(path, "signature", HTTPException(401, str(exc))) from None
+            raise unauthenticated(path, client, "signature", HTTPException(401, str(exc))) from None
         if not replays.check_and_add(digest):
-            raise reject(path, "replay", HTTPException(401, "signature already used"))
+            raise unauthenticated(
+                path, client, "replay", HTTPException(401, "signature already used")
+            )
 
     async def start_all(path: str, alerts: list[Alert]) -> Response:
         """Start (or find) each alert's incident; the answer is serialized once, here

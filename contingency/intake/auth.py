@@ -44,6 +44,35 @@ def _check_timestamp(timestamp: str, now: float | None, skew: int) -> None:
         raise SignatureError(f"timestamp outside ±{skew} s")
 
 
+def precheck_grafana(
+    signature: str | None,
+    timestamp: str | None,
+    *,
+    now: float | None = None,
+    skew: int = SKEW_SECONDS,
+) -> None:
+    """What can be checked before the body is read (the signature is over the body)."""
+    if not signature:
+        raise SignatureError("missing X-Grafana-Alerting-Signature")
+    if timestamp is not None:
+        _check_timestamp(timestamp, now, skew)
+
+
+def precheck_generic(
+    signature: str | None,
+    timestamp: str | None,
+    *,
+    now: float | None = None,
+    skew: int = SKEW_SECONDS,
+) -> None:
+    """What can be checked before the body is read (the signature is over the body)."""
+    if not signature or not signature.startswith("sha256="):
+        raise SignatureError("missing or malformed X-Contingency-Signature (sha256=<hex>)")
+    if timestamp is None:
+        raise SignatureError("missing X-Contingency-Timestamp")
+    _check_timestamp(timestamp, now, skew)
+
+
 def verify_grafana(
     secrets: Sequence[SecretStr],
     body: bytes,

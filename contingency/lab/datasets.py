@@ -73,7 +73,7 @@ def seed_backups(settings: Settings, inv_dir: Path) -> list[str]:
     for name, ds in sorted(inv.datasets.items()):
         store = Store.for_location(ds.location, settings)
         store.ensure_bucket()
-        if store.restore_points(ds.location.prefix):
+        if _has_backup(store, ds.location.prefix):
             continue
         conn = SSHConnection.connect(inv.host(ds.host), settings)
         try:
@@ -82,3 +82,21 @@ def seed_backups(settings: Settings, inv_dir: Path) -> list[str]:
             conn.close()
         notes.append(f"seeded a backup of {name}: {man.key} ({man.size} bytes)")
     return notes
+
+
+def _has_backup(store: Any, prefix: str, attempts: int = 5) -> bool:
+    """Does ``prefix`` hold a readable backup? A freshly started S3 server may answer
+    InternalError for a while, and one killed mid-write (a power loss) may have left an
+    unreadable object: retried, then taken as "none" (a new backup is seeded)."""
+    import time
+
+    from tasks.errors import ContingencyError
+
+    for attempt in range(attempts):
+        try:
+            return bool(store.restore_points(prefix))
+        except ContingencyError:
+            if attempt == attempts - 1:
+                return False
+            time.sleep(2)
+    return False

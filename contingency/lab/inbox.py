@@ -1,8 +1,9 @@
 """The lab's notification inbox: a tiny HTTP receiver for apprise ``json://`` URLs.
 
 Every POST is appended as one JSON line to ``<lab_dir>/inbox.jsonl`` with its path
-(``/cc``, ``/ops``, ...) so ``contingency lab inbox`` can show what each role was sent
-— including the one-time approval codes of the command center. Standard library only.
+(``/cc``, ``/ops``, ... for roles; ``/person/NAME`` for a person's own channel) so
+``contingency lab inbox`` can show what each role or person was sent — including each
+approver's own one-time code (``--person``). Standard library only.
 
     python -m contingency.lab.inbox FILE ADDRESS PORT
 """
@@ -10,6 +11,7 @@ Every POST is appended as one JSON line to ``<lab_dir>/inbox.jsonl`` with its pa
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -29,7 +31,8 @@ def make_handler(out: Path) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 body = {"raw": raw.decode(errors="replace")}
             record = {"at": time.time(), "path": self.path, **body}
-            with _lock, out.open("a", encoding="utf-8") as fh:
+            fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # owner only
+            with _lock, open(fd, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             self.send_response(200)
             self.end_headers()
@@ -42,6 +45,11 @@ def make_handler(out: Path) -> type[BaseHTTPRequestHandler]:
 
 def serve(out: Path, address: str, port: int) -> ThreadingHTTPServer:
     return ThreadingHTTPServer((address, port), make_handler(out))
+
+
+def person_path(name: str) -> str:
+    """The inbox path of a person's own lab channel (see ``LAB_CHANNELS``)."""
+    return f"/person/{name}"
 
 
 def read(out: Path, path: str | None = None) -> list[dict[str, object]]:

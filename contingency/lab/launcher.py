@@ -210,6 +210,9 @@ LAB_CHANNELS = {
     "security-channel": "security",
     "users-channel": "users",
     "info-channel": "info",
+    # each command-center member's own channel: their one-time sign-off codes
+    "person-zhang-wei": "person/zhang.wei",
+    "person-li-na": "person/li.na",
 }
 
 

@@ -26,7 +26,7 @@ from contingency.lab.inbox import read
 from contingency.waiting import wait_for_run
 from inventory.loader import load_inventory
 from tasks.storage import MANIFEST_SUFFIX, Store
-from tests.fixtures_stack import Stack, wait_for
+from tests.fixtures_stack import Stack, person_codes, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -50,19 +50,17 @@ def _open(stack: Stack, dataset: str) -> str:
     return run_id
 
 
-def _codes(stack: Stack, run_id: str) -> list[str]:
-    msgs = read(stack.state_dir / "lab" / "inbox.jsonl", "/cc")
-    return [
-        m.group(1)
-        for msg in msgs
-        if run_id in str(msg.get("message", ""))
-        and (m := re.search(r"code: (\d{6})", str(msg["message"])))
-    ]
+def _codes(stack: Stack, run_id: str, person: str) -> list[str]:
+    """The distinct one-time codes ``person``'s own channel got for this run, in order."""
+    return list(dict.fromkeys(person_codes(stack, run_id, person)))
 
 
-def _next_code(stack: Stack, run_id: str, n: int) -> str:
-    """The n-th one-time code sent for this run (1-based)."""
-    codes = wait_for(lambda: _codes(stack, run_id)[n - 1 :] or None, 30, what=f"code {n}")
+def _next_code(stack: Stack, run_id: str, n: int, person: str = "zhang.wei") -> str:
+    """The n-th one-time code sent to ``person`` for this run (1-based): codes are per
+    person; after the first approval the others get fresh ones."""
+    codes = wait_for(
+        lambda: _codes(stack, run_id, person)[n - 1 :] or None, 30, what=f"{person}'s code {n}"
+    )
     return codes[0]
 
 
@@ -110,14 +108,30 @@ def test_restore_needs_two_approvers_and_puts_back_the_picked_backup(
     wanted = _bytes_of(store, older)
     live.write_bytes(b"this database was destroyed")
     run_id = _open(lab_stack, "report-db")
+    zhang = _next_code(lab_stack, run_id, 1)
+    # a code sent to zhang.wei is refused for li.na (3/8: sign-off nobody can forge)
+    _decide(run_id, "li.na", zhang, "forged", older)
     # an approver may only pick one of the offered restore points
-    _decide(run_id, "zhang.wei", _next_code(lab_stack, run_id, 1), "go", "nope/x.sqlite")
-    _decide(run_id, "zhang.wei", _next_code(lab_stack, run_id, 1), "go", older)
-    code2 = _next_code(lab_stack, run_id, 2)  # two-person rule: a fresh code
+    _decide(run_id, "zhang.wei", zhang, "go", "nope/x.sqlite")
+    _decide(run_id, "zhang.wei", zhang, "go", older)
+    code2 = _next_code(lab_stack, run_id, 2, "li.na")  # two-person rule: her fresh code
+    # one person cannot be both approvers, even holding the other's code
+    _decide(run_id, "zhang.wei", code2, "me again", older)
+    _decide(run_id, "zhang.wei", zhang, "me again", older)
     _decide(run_id, "li.na", code2, "agreed", older)
     run = wait_for_run(run_id, timeout_s=120)
     text = _report(lab_stack, run_id)
     assert run.state is not None and run.state.is_completed(), (run.state, text)
+    assert "code was not issued to li.na" in text
+    assert text.count("zhang.wei already approved; a second, different approver") == 2
+    # per approval: the person, the channel (secret name) the code went to, when
+    assert re.search(r"\| zhang\.wei \| approve \| person-zhang-wei \| [\d-]+ [\d:]+ \| ", text)
+    assert re.search(r"\| li\.na \| approve \| person-li-na \| [\d-]+ [\d:]+ \| ", text)
+    assert "json://" not in text  # a channel is named, never its URL
+    cc = [m for m in read(lab_stack.state_dir / "lab" / "inbox.jsonl", "/cc")]
+    mine = [m for m in cc if run_id in str(m.get("message", ""))]
+    assert mine and all("code:" not in str(m["message"]) for m in mine)
+    assert all(c not in str(m) for m in mine for c in (zhang, code2))
     assert hashlib.sha256(live.read_bytes()).digest() == hashlib.sha256(wanted).digest()
     kept = list(live.parent.glob("report.sqlite.contingency-old-*"))
     assert [p.read_bytes() for p in kept] == [b"this database was destroyed"]
@@ -160,7 +174,7 @@ def test_corrupt_backup_leaves_live_data_untouched(
     www, before = corrupt_latest
     run_id = _open(lab_stack, "web-content")
     _decide(run_id, "zhang.wei", _next_code(lab_stack, run_id, 1))
-    _decide(run_id, "li.na", _next_code(lab_stack, run_id, 2))
+    _decide(run_id, "li.na", _next_code(lab_stack, run_id, 2, "li.na"))
     run = wait_for_run(run_id, timeout_s=120)
     assert run.state is not None and run.state.name == "Escalated"
     assert (www / "index.html").read_bytes() == before
@@ -215,7 +229,7 @@ def test_cli_restore_follows_the_gate_and_the_download(lab_stack: Stack) -> None
         wait_for(lambda: any("waiting for sign-off" in line for line in lines), 60, "CLI gate")
         run_id = open_gates()[0].flow_run_id
         _decide(run_id, "zhang.wei", _next_code(lab_stack, run_id, 1))
-        _decide(run_id, "li.na", _next_code(lab_stack, run_id, 2))
+        _decide(run_id, "li.na", _next_code(lab_stack, run_id, 2, "li.na"))
         proc.wait(timeout=120)
         reader.join(10)
     finally:

@@ -20,8 +20,9 @@ from tests.fixtures_stack import wait_for
 
 INV = Inventory(
     people={
-        "ann": Person(name="ann", roles=[RoleName.command_center]),
-        "bob": Person(name="bob", roles=[RoleName.command_center], backup=True),
+        "ann": Person(name="ann", roles=[RoleName.command_center], notify=["ann-im"]),
+        "bob": Person(name="bob", roles=[RoleName.command_center], backup=True, notify=["bob-im"]),
+        "carl": Person(name="carl", roles=[RoleName.command_center]),  # no personal channel
         "eve": Person(name="eve", roles=[RoleName.operations]),
     }
 )
@@ -31,7 +32,7 @@ class Gate:
     """Runs ``request_approval`` in a real flow run in a thread; records notifications."""
 
     def __init__(self, policy: GatePolicy, two_person: bool = False) -> None:
-        self.events: list[tuple[str, str | None]] = []
+        self.events: list[tuple[str, dict[str, str]]] = []
         self.result: GateResult | None = None
         self.error: BaseException | None = None
         self.run_id: uuid.UUID | None = None
@@ -47,7 +48,7 @@ class Gate:
                 INV,
                 policy=policy,
                 two_person=two_person,
-                notify=lambda ev, extra, code: self.events.append((ev, code)),
+                notify=lambda ev, extra, codes: self.events.append((ev, dict(codes))),
             )
 
         ctx = contextvars.copy_context()  # carries the stack's API settings
@@ -61,10 +62,14 @@ class Gate:
         self.thread = threading.Thread(target=target, daemon=True)
         self.thread.start()
 
+    def code_for(self, person: str) -> str:
+        """The newest code issued to ``person`` (each approver has their own)."""
+        codes = [c[person] for ev, c in self.events if ev == "gate_opened" and person in c]
+        return codes[-1]
+
     @property
     def code(self) -> str:
-        codes = [c for ev, c in self.events if ev == "gate_opened" and c]
-        return codes[-1]
+        return self.code_for("ann")
 
     def paused(self) -> bool:
         if self.run_id is None:
@@ -107,7 +112,7 @@ def test_wrong_code_and_non_member_are_refused_and_the_gate_stays_open() -> None
     assert result.approved and result.approvers == ["ann"]
     assert [(a.approver, a.code_valid, a.accepted) for a in result.attempts] == [
         ("ann", False, False),
-        ("eve", True, False),
+        ("eve", False, False),  # not a member; and the code was not issued to eve
         ("ann", True, True),
     ]
 
@@ -116,7 +121,7 @@ def test_wrong_code_and_non_member_are_refused_and_the_gate_stays_open() -> None
 def test_rejection() -> None:
     gate = Gate(FAST)
     gate.wait_paused()
-    gate.submit(decision="reject", approver="bob", code=gate.code, comment="not now")
+    gate.submit(decision="reject", approver="bob", code=gate.code_for("bob"), comment="not now")
     result = gate.finish()
     assert result.status == "rejected" and not result.approved and result.comment == "not now"
 
@@ -125,18 +130,56 @@ def test_rejection() -> None:
 def test_two_person_rule_needs_two_different_approvers_and_fresh_codes() -> None:
     gate = Gate(FAST, two_person=True)
     gate.wait_paused()
-    first = gate.code
-    gate.submit(decision="approve", approver="ann", code=first)
-    wait_for(lambda: gate.code != first and gate.paused(), timeout_s=15, what="second code")
-    gate.submit(decision="approve", approver="ann", code=gate.code)
+    assert set(gate.events[0][1]) == {"ann", "bob"}, "a code per reachable member"
+    bob_first = gate.code_for("bob")
+    gate.submit(decision="approve", approver="ann", code=gate.code_for("ann"))
+    wait_for(
+        lambda: gate.code_for("bob") != bob_first and gate.paused(), timeout_s=15, what="fresh"
+    )
+    assert "ann" not in gate.events[-1][1], "the first approver gets no new code"
+    gate.submit(decision="approve", approver="ann", code=gate.code_for("bob"))
     time.sleep(1.5)
     assert gate.paused(), "the same person twice is not two people"
-    gate.submit(decision="approve", approver="bob", code=first)
+    gate.submit(decision="approve", approver="bob", code=bob_first)
     time.sleep(1.5)
-    assert gate.paused(), "a used code is refused"
-    gate.submit(decision="approve", approver="bob", code=gate.code)
+    assert gate.paused(), "an old code is refused once fresh ones were issued"
+    gate.submit(decision="approve", approver="bob", code=gate.code_for("bob"))
     result = gate.finish()
     assert result.approved and result.approvers == ["ann", "bob"]
+    reasons = [a.reason for a in result.attempts if not a.accepted]
+    assert reasons == [
+        "ann already approved; a second, different approver is needed",
+        "wrong or used approval code",
+    ]
+    assert [(s.person, s.channels) for s in result.signoffs] == [
+        ("ann", ["ann-im"]),
+        ("bob", ["bob-im"]),
+    ]
+    assert all(s.sent_at <= s.decided_at for s in result.signoffs)
+
+
+@pytest.mark.usefixtures("lab_stack")
+def test_a_code_sent_to_one_person_is_refused_for_another() -> None:
+    gate = Gate(FAST)
+    gate.wait_paused()
+    gate.submit(decision="approve", approver="bob", code=gate.code_for("ann"))
+    time.sleep(1.5)
+    assert gate.paused(), "ann's code must not let bob approve"
+    gate.submit(decision="approve", approver="carl", code=gate.code_for("ann"))
+    time.sleep(1.5)
+    assert gate.paused(), "a member without a personal channel cannot approve"
+    gate.submit(decision="approve", approver="ann", code=gate.code_for("ann"))
+    result = gate.finish()
+    assert result.approved and result.approvers == ["ann"]
+    assert [a.reason for a in result.attempts] == [
+        "code was not issued to bob",
+        "carl has no personal notification channel (person-level notify in the "
+        "inventory), so no code can be issued to them: they cannot sign off",
+        "",
+    ]
+    assert "carl" in result.description and "no personal notification channel" in (
+        result.description
+    )
 
 
 @pytest.mark.usefixtures("lab_stack")
@@ -146,6 +189,8 @@ def test_timeout_climbs_the_ladder_and_never_approves() -> None:
     result = gate.finish(timeout_s=40)
     assert result.status == "expired" and not result.approved
     assert [ev for ev, _ in gate.events] == ["gate_opened", "gate_reminder", "gate_backup"]
+    opened = gate.events[0][1]
+    assert all(codes == opened for _, codes in gate.events), "reminders repeat each own code"
     assert result.wait_s >= 4
 
 

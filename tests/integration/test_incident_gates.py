@@ -4,6 +4,7 @@ worker restart and a Prefect server restart while it waits."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -60,18 +61,36 @@ def test_wrong_code_then_approval_restarts_the_service(lab_stack: Stack, report_
     decide(run_id, "approve", "zhang.wei", "999999" if code != "999999" else "111111")
     time.sleep(2)
     assert _paused(run_id), "a wrong code must leave the gate open"
+    # whoever holds zhang.wei's code cannot sign off as li.na (3/8)
+    wait_for(lambda: _paused(run_id), 30, what="gate waiting again")
+    decide(run_id, "approve", "li.na", code, "forged")
+    time.sleep(2)
+    assert _paused(run_id), "a code sent to zhang.wei used by li.na must leave the gate open"
+    wait_for(lambda: _paused(run_id), 30, what="gate waiting again")
     decide(run_id, "approve", "zhang.wei", code, "restart it")
     run = wait_for_run(run_id, timeout_s=60)
     assert run.state is not None and run.state.is_completed(), run.state
     text = _report(lab_stack, run_id)
     assert "recovered" in text and "labctl restart report" in text
     assert "wrong or used approval code" in text and "| zhang.wei | approve | True | yes |" in text
+    assert "| li.na | approve | False | no: code was not issued to li.na |" in text
     assert code not in text, "the one-time code must not be in the report"
+    # the approval section: person, channel (secret name, not URL), code sent, decided
+    row = re.search(
+        r"\| zhang\.wei \| approve \| person-zhang-wei \| ([\d: -]+) \| ([\d: -]+) \|", text
+    )
+    assert row and row.group(1) <= row.group(2), text
+    assert "json://" not in text
+    cc = [m for m in read(lab_stack.state_dir / "lab" / "inbox.jsonl", "/cc")]
+    mine = [m for m in cc if run_id in str(m.get("message", ""))]
+    assert mine, "the command-center channel still hears that a sign-off is needed"
+    assert all(code not in str(m) and "code:" not in str(m["message"]) for m in mine)
 
 
 def test_rejection_runs_nothing(lab_stack: Stack, report_down: str) -> None:
     run_id, _ = _open_incident(lab_stack)
-    decide(run_id, "reject", "li.na", approval_code(lab_stack, run_id), "not during business hours")
+    code = approval_code(lab_stack, run_id, person="li.na")
+    decide(run_id, "reject", "li.na", code, "not during business hours")
     run = wait_for_run(run_id, timeout_s=60)
     assert run.state is not None and run.state.is_completed()
     text = _report(lab_stack, run_id)

@@ -40,7 +40,8 @@ def test_outcomes_durations_and_gate_waits_come_from_prefect(lab_stack: Stack) -
         gated = _run(lab_stack, {"alertname": "ServiceDown", "service": "report", "t": tag})
         wait_for(lambda: any(g.flow_run_id == gated for g in open_gates()), what="gate open")
         time.sleep(2)  # a measurable wait at the gate
-        decide(gated, "reject", "li.na", approval_code(lab_stack, gated), "metrics test")
+        code = approval_code(lab_stack, gated, person="li.na")
+        decide(gated, "reject", "li.na", code, "metrics test")
         for run_id in (healthy, unroutable, gated):
             wait_for_run(run_id, timeout_s=120)
     finally:

@@ -3,7 +3,6 @@ into the router namespace of the lab that `contingency up --lab` built (root onl
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 
@@ -11,11 +10,10 @@ import pytest
 
 from contingency.alerts import alertmanager_payload
 from contingency.gates import decide, open_gates
-from contingency.lab.inbox import read
 from contingency.lab.netlab import NetworkLab
 from contingency.lab.netlab_launch import running_network_lab
 from contingency.waiting import wait_for_run
-from tests.fixtures_stack import Stack, wait_for
+from tests.fixtures_stack import Stack, person_codes, wait_for
 
 pytestmark = pytest.mark.usefixtures("netns_capable")
 
@@ -59,11 +57,9 @@ def primary_cut(lab_stack: Stack) -> Iterator[NetworkLab]:
         lab.topo.run("router", *route)
 
 
-def _latest_code(stack: Stack, run_id: str) -> str | None:
-    for msg in reversed(read(stack.state_dir / "lab" / "inbox.jsonl", "/cc")):
-        if run_id in msg.get("message", "") and (m := re.search(r"code: (\d{6})", msg["message"])):
-            return m.group(1)
-    return None
+def _latest_code(stack: Stack, run_id: str, person: str = "zhang.wei") -> str | None:
+    """The newest code ``person``'s own channel got for the run (codes are per person)."""
+    return (person_codes(stack, run_id, person)[-1:] or [None])[0]
 
 
 def test_alerts_fail_over_and_back_after_two_person_sign_off(
@@ -97,8 +93,11 @@ def sign_off(stack: Stack, run_id: str) -> None:
     """Approve the run's gate as two command-center members, each with a fresh code."""
     wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), 90, "gate open")
     first = wait_for(lambda: _latest_code(stack, run_id), 20, "first code")
+    opening = wait_for(lambda: _latest_code(stack, run_id, "li.na"), 20, "li.na's code")
     decide(run_id, "approve", "zhang.wei", first, "go")
-    second = wait_for(lambda: (c := _latest_code(stack, run_id)) != first and c, 20, "2nd code")
+    second = wait_for(  # after the first approval li.na gets a fresh code of her own
+        lambda: (c := _latest_code(stack, run_id, "li.na")) != opening and c, 20, "2nd code"
+    )
     # the code is sent before the gate pauses again: wait for it to wait
     wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), 30, "gate open again")
     decide(run_id, "approve", "li.na", second, "agreed")

@@ -6,7 +6,6 @@ command center; a sign-off step waits for the command center's one-time code."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import uuid
@@ -23,7 +22,7 @@ from contingency.gates import decide, open_gates
 from contingency.lab.inbox import read
 from contingency.waiting import wait_for_run
 from inventory.loader import load_inventory
-from tests.fixtures_stack import Stack, wait_for
+from tests.fixtures_stack import Stack, approval_code, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -163,12 +162,4 @@ def test_sign_off_step_waits_for_the_command_center(lab_stack: Stack) -> None:
 
 
 def _code(stack: Stack, run_id: str) -> str:
-    def find() -> str | None:
-        for msg in reversed(read(stack.state_dir / "lab" / "inbox.jsonl", "/cc")):
-            if run_id in str(msg.get("message", "")) and (
-                m := re.search(r"code: (\d{6})", str(msg["message"]))
-            ):
-                return m.group(1)
-        return None
-
-    return wait_for(find, timeout_s=20, what="approval code in the lab inbox")  # type: ignore[no-any-return]
+    return approval_code(stack, run_id)  # zhang.wei's own channel

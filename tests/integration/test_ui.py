@@ -125,7 +125,7 @@ def test_approve_in_the_ui(lab_stack: Stack, page: Page) -> None:
 @pytest.mark.usefixtures("report_down")
 def test_reject_in_the_ui(lab_stack: Stack, page: Page) -> None:
     run_id, _ = _open_incident(lab_stack)
-    _submit(page, lab_stack, run_id, "li.na", _code(lab_stack, run_id), decision="reject")
+    _submit(page, lab_stack, run_id, "li.na", _code(lab_stack, run_id, "li.na"), decision="reject")
     run = wait_for_run(run_id, timeout_s=60)
     assert run.state is not None and run.state.is_completed()
     text = _report(lab_stack, run_id)

@@ -76,7 +76,7 @@ def test_grafana_limits(tmp_path) -> None:
     c = _client(
         tmp_path,
         grafana_hmac_secrets=SecretStr("g1"),
-        intake_rate_burst=3,
+        intake_rate_burst=2,  # a bad signature spends the unauthenticated budget, not this
         intake_rate_per_second=0.1,
     )
     body = json.dumps(
@@ -123,3 +123,38 @@ def test_oversized_and_422(tmp_path) -> None:
     assert c.post("/webhook/generic", content=big, headers=auth).status_code == 413
     r = c.post("/webhook/generic", content=b'{"alerts": [{"labels": {}}]}', headers=auth)
     assert r.status_code == 422 and "alerts.0.labels" in r.text
+
+
+def test_token_is_checked_before_the_rate_limit(tmp_path) -> None:
+    """A flood of bad tokens spends its own small budget (401, then 429), never the
+    authenticated one: the sender with the token from the same address is not limited."""
+    c = _client(
+        tmp_path,
+        intake_rate_burst=3,
+        intake_rate_per_second=0.01,
+        intake_unauth_burst=4,
+        intake_unauth_rate_per_second=0.01,
+    )
+    bad = {"authorization": "Bearer nope", "content-type": "application/json"}
+    flood = [c.post("/webhook/generic", content=GENERIC, headers=bad) for _ in range(10)]
+    assert [r.status_code for r in flood] == [401] * 4 + [429] * 6
+    assert all(r.headers["connection"] == "close" for r in flood)
+    good = {"authorization": "Bearer tok", "content-type": "application/json"}
+    assert [
+        c.post("/webhook/generic", content=GENERIC, headers=good).status_code for _ in range(4)
+    ] == [202, 202, 202, 429]
+    text = c.get("/metrics").text
+    assert 'endpoint="/webhook/generic",reason="unauthenticated_rate_limited"} 6.0' in text
+    assert 'endpoint="/webhook/generic",reason="auth"} 4.0' in text
+    assert 'endpoint="/webhook/generic",reason="rate_limited"} 1.0' in text
+
+
+def test_missing_or_stale_signature_headers_are_401(tmp_path) -> None:
+    """Checked before the body is read (tests/faults/test_intake_attacks.py sends none)."""
+    c = _client(tmp_path, grafana_hmac_secrets=SecretStr("g1"))
+    json_ = {"content-type": "application/json"}
+    r = c.post("/webhook/grafana", content=b"{}", headers=json_)
+    assert r.status_code == 401 and "X-Grafana-Alerting-Signature" in r.text
+    stale = {"x-grafana-alerting-signature": "ab", "x-grafana-alerting-signature-timestamp": "1"}
+    r = c.post("/webhook/grafana", content=b"{}", headers={**json_, **stale})
+    assert r.status_code == 401 and "timestamp" in r.text

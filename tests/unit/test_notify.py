@@ -57,18 +57,37 @@ FIELDS = {
 }
 
 
-def test_gate_code_goes_to_the_command_center_only(inbox: tuple[Path, Inventory]) -> None:
+def test_each_code_goes_to_its_person_only_and_the_role_channel_gets_none(
+    inbox: tuple[Path, Inventory],
+) -> None:
     out, inv = inbox
     pager = Pager(inv, "en", FIELDS)
-    pager.event("gate_opened", code="123456")
+    pager.event("gate_opened", codes={"bob": "123456"})
     deliveries = pager.flush()
-    assert {d.role for d in deliveries} == {"command_center", "operations"}
+    assert {d.role for d in deliveries} == {"person:bob", "command_center", "operations"}
     assert all(d.ok for d in deliveries)
-    cc = read(out, "/cc")
-    ops = read(out, "/ops")
-    assert len(cc) == 1 and "123456" in cc[0]["message"]
+    cc, ops, bob = read(out, "/cc"), read(out, "/ops"), read(out, "/bob")
+    assert len(bob) == 1 and "Your one-time approval code: 123456" in bob[0]["message"]
+    assert len(cc) == 1 and "123456" not in cc[0]["message"]
+    assert "sent to them personally" in cc[0]["message"]
     assert len(ops) == 1 and "123456" not in ops[0]["message"]
     assert "Sign-off needed" in cc[0]["title"] and "http://ui/run/1" in ops[0]["message"]
+
+
+def test_personal_channels_exclude_role_and_shared_channels() -> None:
+    from tasks.notify import personal_channels
+
+    people = {
+        "ann": Person(name="ann", roles=[R.command_center], notify=["cc-channel", "ann-im"]),
+        "bob": Person(name="bob", roles=[R.command_center], notify=["shared", "bob-im"]),
+        "cat": Person(name="cat", roles=[R.command_center], notify=["shared"]),
+    }
+    roles = {"command_center": Role(name=R.command_center, notify=["cc-channel"])}
+    inv = Inventory(roles=roles, people=people)
+    assert personal_channels(inv, "ann") == ["ann-im"]
+    assert personal_channels(inv, "bob") == ["bob-im"]
+    assert personal_channels(inv, "cat") == []
+    assert personal_channels(inv, "nobody") == []
 
 
 def test_finished_reaches_every_acting_and_informing_role(inbox: tuple[Path, Inventory]) -> None:
@@ -90,11 +109,13 @@ def test_language_zh(inbox: tuple[Path, Inventory]) -> None:
 def test_backup_approvers_get_the_second_reminder(inbox: tuple[Path, Inventory]) -> None:
     out, inv = inbox
     pager = Pager(inv, "en", FIELDS)
-    pager.event("gate_backup", code="654321")
+    pager.event("gate_backup", codes={"ann": "111111", "bob": "654321"})
     pager.flush()
     bob = read(out, "/bob")
     assert len(bob) == 1 and "654321" in bob[0]["message"]
     assert "Reminder" in bob[0]["title"]
+    assert all("111111" not in str(m) for m in read(out)), "ann is not a backup approver"
+    assert all("654321" not in str(m) for m in read(out, "/cc"))
 
 
 def test_failed_channel_is_reported_not_raised(
@@ -142,12 +163,14 @@ def test_a_drill_pages_nobody_but_sends_gate_codes_to_the_command_center(
     pager = Pager(inv, "en", FIELDS, drill=True)
     pager.event("incident_opened")
     pager.event("escalation")
-    pager.event("gate_opened", {}, "123456")
+    pager.event("gate_opened", {}, {"bob": "123456"})
     table = pager.as_markdown()
     assert table.count("(drill: not sent)") == 2
     msgs = read(out)
     assert sorted(m["path"] for m in msgs) == ["/bob", "/cc"]  # command center only
-    assert "[DRILL]" in msgs[0]["title"] + msgs[0]["message"] and "123456" in msgs[0]["message"]
+    (bob,) = read(out, "/bob")
+    assert "[DRILL]" in bob["title"] + bob["message"] and "123456" in bob["message"]
+    assert "123456" not in str(read(out, "/cc"))
 
 
 def test_refusal_reasons() -> None:
@@ -160,3 +183,29 @@ def test_refusal_reasons() -> None:
     assert "second, different approver" in refusal("approve", "ann", True, cc, ["ann"])
     assert refusal("reject", "ann", True, cc, ["ann"]) == ""
     assert refusal("approve", "bob", True, cc, ["ann"]) == ""
+
+
+def test_codes_are_bound_to_people() -> None:
+    from tasks.approval import code_check, refusal
+
+    issued = {"ann": "111111", "bob": "222222"}
+    assert code_check("ann", "111111", issued) == ""
+    assert code_check("ann", " 111111 ", issued) == ""
+    assert code_check("bob", "111111", issued) == "code was not issued to bob"
+    assert code_check("eve", "111111", issued) == "code was not issued to eve"
+    assert code_check("ann", "333333", issued) == "wrong or used approval code"
+    assert code_check("ann", "", issued) == "wrong or used approval code"
+    assert code_check("ann", "111111", {"bob": "222222"}) == "wrong or used approval code"
+    cc, reach = {"ann", "bob", "carl"}, {"ann", "bob"}
+    why = code_check("bob", "111111", issued)
+    assert refusal("approve", "bob", False, cc, [], code_reason=why, reachable=reach) == why
+    assert "carl has no personal notification channel" in refusal(
+        "approve", "carl", True, cc, [], reachable=reach
+    )
+    assert "cannot sign off" in refusal("reject", "carl", True, cc, [], reachable=reach)
+    # one person, twice: refused whatever code they hold
+    assert "already approved" in refusal("approve", "ann", True, cc, ["ann"], reachable=reach)
+    assert "already approved" in refusal(
+        "approve", "ann", False, cc, ["ann"], code_reason="wrong or used approval code"
+    )
+    assert refusal("approve", "bob", True, cc, ["ann"], reachable=reach) == ""
