@@ -33,7 +33,7 @@ from pathlib import Path
 
 import requests
 
-from contingency.processes import free_port
+from contingency.processes import StartupError, free_port, http_ok, wait_until
 from contingency.stack import _argvs
 from inventory.settings import Settings
 
@@ -71,15 +71,12 @@ def start_intake(state_dir: Path, unguarded: bool = False) -> tuple[subprocess.P
     }
     proc = subprocess.Popen([*argv, "--log-level", "warning"], env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).ok:
-                return proc, url
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("intake did not start")
+    try:
+        wait_until(lambda: http_ok(f"{url}/healthz"), "intake", 60)
+    except StartupError:
+        proc.kill()
+        raise
+    return proc, url
 
 
 def big_header_attack(

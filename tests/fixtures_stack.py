@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,22 +89,19 @@ def stop_stack(state_dir: Path) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The embedded stack with the lab, on SQLite; this process's Prefect client uses it."""
-    state_dir = tmp_path_factory.mktemp("stack")
-    stack = start_stack(state_dir)
-    saved = {
-        k: os.environ.get(k)
-        for k in ("PREFECT_API_URL", "CONTINGENCY_STATE_DIR", "CONTINGENCY_INVENTORY")
-    }
-    os.environ.update(
-        PREFECT_API_URL=stack.api_url,
-        CONTINGENCY_STATE_DIR=str(state_dir),
-        CONTINGENCY_INVENTORY=str(stack.inventory),
-    )
+@contextmanager
+def pointed_at(stack: Stack) -> Iterator[Stack]:
+    """This process's Prefect client and ``CONTINGENCY_*`` settings on ``stack``; the
+    environment is put back afterwards."""
     from contingency.stack import stack_client
 
+    keys = ("PREFECT_API_URL", "CONTINGENCY_STATE_DIR", "CONTINGENCY_INVENTORY")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(
+        PREFECT_API_URL=stack.api_url,
+        CONTINGENCY_STATE_DIR=str(stack.state_dir),
+        CONTINGENCY_INVENTORY=str(stack.inventory),
+    )
     try:
         with stack_client(stack.settings):
             yield stack
@@ -113,6 +111,17 @@ def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def lab_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The embedded stack with the lab, on SQLite; this process's Prefect client uses it."""
+    state_dir = tmp_path_factory.mktemp("stack")
+    stack = start_stack(state_dir)
+    try:
+        with pointed_at(stack):
+            yield stack
+    finally:
         stop_stack(state_dir)
 
 

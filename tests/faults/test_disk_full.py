@@ -20,10 +20,16 @@ import pytest
 
 from contingency.gates import decide, open_gates
 from contingency.lab.launcher import crash_service, labctl, service_host
-from contingency.stack import stack_client
 from contingency.waiting import wait_for_run
 from tests.faults.test_reliability import _alert, _lock_free, _report, _restarts, _run
-from tests.fixtures_stack import Stack, approval_code, start_stack, stop_stack, wait_for
+from tests.fixtures_stack import (
+    Stack,
+    approval_code,
+    pointed_at,
+    start_stack,
+    stop_stack,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -59,11 +65,8 @@ def _fill(mount: Path) -> Path:
 
 def test_full_state_disk_while_a_gate_waits_loses_nothing(small_disk: Path) -> None:
     stack: Stack = start_stack(small_disk)
-    os.environ.update(
-        CONTINGENCY_STATE_DIR=str(small_disk), CONTINGENCY_INVENTORY=str(stack.inventory)
-    )
     host = service_host(stack.settings, "report")
-    with stack_client(stack.settings):
+    with pointed_at(stack):
         crash_service(stack.settings, "report")
         run_id = _alert(stack, "report")
         wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), 90, "gate")

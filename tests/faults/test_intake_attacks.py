@@ -22,7 +22,7 @@ from threading import Event
 import pytest
 import requests
 
-from contingency.processes import free_port
+from contingency.processes import StartupError, free_port, http_ok, wait_until
 from contingency.stack import _argvs
 from inventory.settings import Settings
 from tests.fixtures_stack import Stack
@@ -54,15 +54,12 @@ def _start(
     }
     proc = subprocess.Popen([*argv, "--log-level", "warning"], env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).ok:
-                return proc, url
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("intake did not start")
+    try:
+        wait_until(lambda: http_ok(f"{url}/healthz"), "intake", 60)
+    except StartupError:
+        proc.kill()
+        raise
+    return proc, url
 
 
 @pytest.fixture(scope="module")

@@ -28,9 +28,15 @@ from contingency.alerts import alertmanager_payload
 from contingency.gates import decide, open_gates
 from contingency.lab.inbox import read
 from contingency.lab.launcher import crash_service, labctl, service_host
-from contingency.stack import stack_client
 from contingency.waiting import wait_for_run
-from tests.fixtures_stack import Stack, approval_code, start_stack, stop_stack, wait_for
+from tests.fixtures_stack import (
+    Stack,
+    approval_code,
+    pointed_at,
+    start_stack,
+    stop_stack,
+    wait_for,
+)
 
 DEAD_AFTER = 45  # tasks/liveness.DEAD_AFTER_S: beats every 10 s (Prefect's own every 30 s)
 
@@ -39,17 +45,10 @@ DEAD_AFTER = 45  # tasks/liveness.DEAD_AFTER_S: beats every 10 s (Prefect's own 
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("faults")
     st = start_stack(state_dir)
-    saved = {k: os.environ.get(k) for k in ("CONTINGENCY_STATE_DIR", "CONTINGENCY_INVENTORY")}
-    os.environ.update(CONTINGENCY_STATE_DIR=str(state_dir), CONTINGENCY_INVENTORY=str(st.inventory))
     try:
-        with stack_client(st.settings):
+        with pointed_at(st):
             yield st
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         stop_stack(state_dir)
 
 
@@ -316,11 +315,8 @@ def own_stack(tmp_path: Path) -> Iterator[Stack]:
         stop_stack(st.state_dir)
 
 
-def _use(st: Stack) -> contextlib.AbstractContextManager[object]:
-    os.environ.update(
-        CONTINGENCY_STATE_DIR=str(st.state_dir), CONTINGENCY_INVENTORY=str(st.inventory)
-    )
-    return stack_client(st.settings)
+def _use(st: Stack) -> contextlib.AbstractContextManager[Stack]:
+    return pointed_at(st)
 
 
 def _reboot_then_approve_once(st: Stack, run_ids: list[str], down: bool) -> None:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
+from contingency.processes import StartupError, http_ok, wait_until
 from tests.fixtures_stack import Stack
 
 GRAFANA_SECRETS = "grafana-old,grafana-new"
@@ -60,15 +61,12 @@ def _start_intake(stack: Stack, **extra: str) -> tuple[subprocess.Popen[bytes], 
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).ok:
-                return proc, url
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("intake did not start")
+    try:
+        wait_until(lambda: http_ok(f"{url}/healthz"), "intake", 60)
+    except StartupError:
+        proc.terminate()
+        raise
+    return proc, url
 
 
 @pytest.fixture
