@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from prefect import get_run_logger
+from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from inventory.loader import load_inventory
 from inventory.models import Inventory, PlanName, Service
+from inventory.settings import get_settings
 from remediations.context import IncidentContext, Outcome
 from remediations.plan import Action, Plan
 from tasks.errors import CommandError
@@ -164,3 +166,39 @@ def _after_unknown(
         f"{svc.name} is still unhealthy on re-probe. Not restarting again blindly; "
         "escalated to a human — check the host",
     )
+
+
+class CrashOutcome(BaseModel):
+    outcome: str
+    plan: Plan
+    before: ProbeResult | None = None
+    commands: list[CommandResult] = Field(default_factory=list)
+    verify: VerifyResult | None = None
+
+
+@flow(name="software-crash", log_prints=False)
+def software_crash(
+    service: str, dry_run: bool = False, inventory_path: str | None = None
+) -> CrashOutcome:
+    """Restart ``service`` if it is unhealthy; ``dry_run=True`` returns the plan only.
+
+    Example:
+        >>> software_crash("web", dry_run=True).plan.actions[0].command
+        'labctl restart web'
+    """
+    logger = get_run_logger()
+    inv = load_inventory(inventory_path or get_settings().inventory_path())
+    svc = inv.service(service)
+    plan = build_plan(svc)
+    logger.info("plan:\n%s", plan.as_markdown())
+    if dry_run:
+        return CrashOutcome(outcome="dry_run", plan=plan)
+    before = probe_health(svc, inv)
+    if before.healthy:
+        return CrashOutcome(outcome="healthy", plan=plan, before=before)
+    commands = apply_plan(plan, inv)
+    verify = verify_recovery(svc, inv)
+    outcome = "recovered" if verify.recovered else "not_recovered"
+    if not verify.recovered:
+        logger.error("ESCALATE: %s did not recover within %.0fs", service, svc.verify.deadline_s)
+    return CrashOutcome(outcome=outcome, plan=plan, before=before, commands=commands, verify=verify)
