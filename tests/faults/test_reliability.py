@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 import uuid
@@ -174,7 +175,10 @@ def test_flow_process_killed_at_the_gate_is_reported_and_the_gate_reopened(
     assert run.state.is_crashed(), run.state
     successor = _successor(run)
     text = _report(stack, run_id)
-    assert "interrupted" in text and "killed by signal 9" in text and "started again" in text
+    assert "interrupted" in text and "started again" in text
+    # the cause, as whoever saw the exit first put it: the fork server's post-mortem or
+    # the worker (Prefect's own message for exit status 137)
+    assert re.search(r"killed by signal 9|status code: 137", text), text
     assert "The lock of report was released" in text and successor in text
     assert "started again" in _artifact(run_id)
     _paged(stack, "INTERRUPTED: ServiceDown on report")
