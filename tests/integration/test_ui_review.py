@@ -6,6 +6,7 @@ refused and the form opens again saying why; the accepted review lands in the re
 from __future__ import annotations
 
 from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 
@@ -21,7 +22,7 @@ def _paused(run_id: object) -> bool:
     return bool(state and state.is_paused())
 
 
-def _fill(ui: Page, stack: Stack, run_id: str, owner: str, expect: str) -> None:
+def _fill(ui: Page, stack: Stack, run_id: str, owner: str, expect: str, again: bool = True) -> None:
     ui.goto(f"{stack.ui_url}/runs/flow-run/{run_id}")
     ui.get_by_role("button", name="Resume").click()
     dialog = ui.get_by_role("dialog")
@@ -42,7 +43,15 @@ def _fill(ui: Page, stack: Stack, run_id: str, owner: str, expect: str) -> None:
     ui.locator("input.p-native-date-input__control").fill("2026-12-31")
     ui.get_by_role("button", name="Apply").click()
     dialog.get_by_role("button", name="Submit").click()
-    dialog.wait_for(state="hidden", timeout=15_000)
+    try:
+        dialog.wait_for(state="hidden", timeout=15_000)
+    except PlaywrightTimeout:
+        # A widget that did not take a value leaves the UI's own validation holding the
+        # dialog open (seen once in CI); the run still waits: fill the form once more.
+        if not (again and _paused(run_id)):
+            raise
+        ui.keyboard.press("Escape")
+        _fill(ui, stack, run_id, owner, expect, again=False)
 
 
 def test_review_in_the_ui(lab_stack: Stack, page: Page, incident: str) -> None:  # noqa: F811
