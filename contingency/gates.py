@@ -101,7 +101,7 @@ def reopen(run_id: str) -> str:
     """Re-ask the command center for an incident whose gate was interrupted (or that
     ended without handling its alert): start its alert again as a successor run.
     Returns the successor's id; the same one however often it is asked."""
-    from contingency.incident_runs import ended_unhandled, successor_key
+    from contingency.incident_runs import ended_unhandled, start_successor
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(run_id))
@@ -117,13 +117,7 @@ def reopen(run_id: str) -> str:
                 f"incident {run_id} ended {run.state.name} after acting; start a new alert "
                 "instead of re-opening it"
             )
-        if run.deployment_id is None:
+        new = start_successor(client, run, "reopened")
+        if new is None:
             raise RuntimeError(f"incident {run_id} has no deployment to start again from")
-        keep = [t for t in run.tags if t == "incident" or t.startswith(("source:", "fingerprint:"))]
-        new = client.create_flow_run_from_deployment(
-            run.deployment_id,
-            parameters=run.parameters,
-            idempotency_key=successor_key(run.idempotency_key or str(run.id), run.id),
-            tags=[*keep, f"successor-of:{run.id}", "reopened"],
-        )
     return str(new.id)

@@ -9,6 +9,8 @@ without shared memory (Prefect's idempotency key is the referee).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect.client.schemas.objects import FlowRun
 
 INTERRUPTED = "Interrupted"
@@ -34,3 +36,24 @@ def successor_key(key: str, dead_run_id: object) -> str:
 def generation(key: str | None) -> int:
     """How many dead runs this key's chain has already replaced (0 for the first run)."""
     return (key or "").count(SUCCESSOR_MARK)
+
+
+def start_successor(client: Any, run: FlowRun, *extra_tags: str) -> FlowRun | None:
+    """Start ``run``'s alert again from its deployment (None without one): the same
+    parameters and name, its incident tags, ``successor-of:<run>``, and the successor
+    key — so the reconciler, `contingency gates reopen` and a re-sent alert all find
+    the same successor however often they ask."""
+    if run.deployment_id is None:
+        return None
+    keep = [
+        t
+        for t in run.tags
+        if t in ("incident", "drill") or t.startswith(("source:", "fingerprint:"))
+    ]
+    return client.create_flow_run_from_deployment(
+        run.deployment_id,
+        parameters=run.parameters,
+        name=run.name,
+        idempotency_key=successor_key(run.idempotency_key or str(run.id), run.id),
+        tags=[*keep, f"successor-of:{run.id}", *extra_tags],
+    )

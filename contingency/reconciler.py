@@ -45,22 +45,15 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Crashed
 
-from contingency.incident_runs import (
-    INTERRUPTED,
-    MAX_SUCCESSORS,
-    generation,
-    successor_key,
-)
+from contingency.incident_runs import INTERRUPTED, MAX_SUCCESSORS, generation, start_successor
+from flows.incident import REPORTED
 from inventory.settings import get_settings
+from remediations.rails import ACTED, LEASE_TAG, LOCK_PREFIX
+from tasks.gate_watch import RESOLVED_TAG
 from tasks.liveness import DEAD_AFTER_S, dead_runs, is_alive
 
 log = logging.getLogger("contingency.reconciler")
 MUTEX = "contingency-reconciler"
-REPORTED = "reported"  # the same tag flows/incident.py sets when it reports itself
-ACTED = "acted"
-RESOLVED = "alert-resolved"
-LEASE_TAG = "lease:"
-LOCK_PREFIX = "contingency-target-"
 OPEN = [StateType.RUNNING, StateType.PAUSED, StateType.PENDING]
 ENDED = [StateType.CRASHED, StateType.FAILED]
 
@@ -164,7 +157,7 @@ class Reconciler:
         """Report, page, release and (if nothing ran) start the alert again. Idempotent:
         the run is tagged ``reported`` at the end, and a successor has a derived key."""
         tags = list(run.tags)
-        acted, resolved = ACTED in tags, RESOLVED in tags
+        acted, resolved = ACTED in tags, RESOLVED_TAG in tags
         params = run.parameters or {}
         alert = params.get("alert") or {}
         labels = alert.get("labels") or {}
@@ -177,7 +170,7 @@ class Reconciler:
         successor = None
         retry = not (acted or resolved or params.get("dry_run"))
         if retry and generation(run.idempotency_key) < MAX_SUCCESSORS:
-            successor = self._successor(client, run)
+            successor = start_successor(client, run)
         if acted:
             status = "outcome unknown"
             text = (
@@ -209,23 +202,6 @@ class Reconciler:
         new_tags = sorted({*tags, REPORTED, *([f"successor:{successor.id}"] if successor else [])})
         client.update_flow_run(run.id, tags=new_tags)
         return f"{run.id} ({run.name}): {status}"
-
-    def _successor(self, client: Any, run: Any) -> Any:
-        if run.deployment_id is None:
-            return None
-        key = successor_key(run.idempotency_key or str(run.id), run.id)
-        keep = [
-            t
-            for t in run.tags
-            if t in ("incident", "drill") or t.startswith(("source:", "fingerprint:"))
-        ]
-        return client.create_flow_run_from_deployment(
-            run.deployment_id,
-            parameters=run.parameters,
-            name=run.name,
-            idempotency_key=key,
-            tags=[*keep, f"successor-of:{run.id}"],
-        )
 
     @staticmethod
     def _release_leases(tags: list[str]) -> str:

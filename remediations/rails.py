@@ -169,9 +169,12 @@ def tag_run(*tags: str) -> None:
         client.update_flow_run(ctx.flow_run.id, tags=sorted({*run.tags, *tags}))
 
 
+LOCK_PREFIX = "contingency-target-"
+
+
 def lock_name(target: str) -> str:
     """Concurrency-limit names may not contain / % & > <."""
-    return f"contingency-target-{tag_value(target)}"
+    return f"{LOCK_PREFIX}{tag_value(target)}"
 
 
 LEASE_S = 120.0

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from contingency.processes import free_port
-from inventory.settings import Settings
+from inventory.settings import Settings, get_settings
 
 CLI = [sys.executable, "-m", "contingency"]
 
@@ -102,6 +102,7 @@ def pointed_at(stack: Stack) -> Iterator[Stack]:
         CONTINGENCY_STATE_DIR=str(stack.state_dir),
         CONTINGENCY_INVENTORY=str(stack.inventory),
     )
+    get_settings.cache_clear()  # settings read in this process follow the environment
     try:
         with stack_client(stack.settings):
             yield stack
@@ -111,6 +112,7 @@ def pointed_at(stack: Stack) -> Iterator[Stack]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
