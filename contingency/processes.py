@@ -21,9 +21,7 @@ from pathlib import Path
 
 import requests
 
-
-class StartupError(RuntimeError):
-    pass
+from inventory.errors import StartupError  # noqa: F401 - re-exported
 
 
 def free_port(host: str = "127.0.0.1") -> int:

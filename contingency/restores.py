@@ -51,7 +51,7 @@ def _dataset(settings: Settings, name: str):  # type: ignore[no-untyped-def]
 @backups_app.command("list")
 def backups_list(dataset: str, state_dir: StateDir = None) -> None:
     """Restore points of DATASET: time, size, age against the RPO."""
-    from tasks.errors import ContingencyError
+    from inventory.errors import ContingencyError
     from tasks.storage import Store
 
     settings = _settings(state_dir)

@@ -19,8 +19,11 @@ from pathlib import PurePosixPath
 from prefect import flow, get_run_logger
 
 from inventory.datasets import BackupFormat, Dataset
+from inventory.errors import (
+    BackupFailed,  # noqa: F401 - re-exported
+    ContingencyError,
+)
 from inventory.secrets import redact
-from tasks.errors import ContingencyError
 from tasks.ssh import SSHConnection, get_connection
 from tasks.ssh_stream import stream_stdout
 from tasks.storage import Manifest, Store
@@ -95,7 +98,3 @@ def backup_flow(
     if failed:
         raise BackupFailed(f"backups failed for: {', '.join(failed)}")
     return done
-
-
-class BackupFailed(ContingencyError):
-    """One or more datasets could not be backed up."""

@@ -27,11 +27,11 @@ from prefect.states import Completed, Failed, State
 from pydantic import BaseModel
 
 from inventory.datasets import Dataset
+from inventory.errors import ContingencyError
 from inventory.loader import load_inventory
 from inventory.models import Inventory
 from inventory.secrets import install_redaction, redact
 from inventory.settings import get_settings
-from tasks.errors import ContingencyError
 from tasks.notify import Pager
 from tasks.report import artifact_key as report_key
 from tasks.restore import restore_point

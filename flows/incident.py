@@ -16,6 +16,7 @@ from prefect.states import Completed, Failed, State
 from pydantic import BaseModel
 
 from inventory.alert import Alert
+from inventory.errors import ContingencyError
 from inventory.loader import InventoryError, load_inventory
 from inventory.models import Inventory, PlanName
 from inventory.routing import RouteDecision, route, target_kind
@@ -25,7 +26,6 @@ from remediations import handler_for, rails
 from remediations.context import IncidentContext, Outcome
 from remediations.plan import Plan
 from tasks.approval import GateResult, request_approval
-from tasks.errors import ContingencyError
 from tasks.gate_wait import GateInterrupted
 from tasks.incident_times import IncidentTimes, incident_times
 from tasks.liveness import Beat

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from inventory.datasets import Dataset
+from inventory.errors import InventoryError  # noqa: F401 - re-exported
 from inventory.models import (
     GatePolicy,
     Host,
@@ -75,17 +76,6 @@ class Problem(BaseModel):
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         field = f" {self.field}:" if self.field else ""
         return f"{where}:{field} {self.message}"
-
-
-class InventoryError(Exception):
-    """The inventory could not be loaded; ``problems`` lists every reason."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        return "\n".join(str(p) for p in self.problems)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from inventory.errors import SecretNotFound  # noqa: F401 - re-exported
 from inventory.models import NAME_RE
 from inventory.settings import Settings, get_settings
 
@@ -34,13 +35,6 @@ _MIN_LINE_LEN = 16
 """Lines of a multi-line secret at least this long are registered on their own too."""
 
 log = logging.getLogger(__name__)
-
-
-class SecretNotFound(KeyError):
-    """No source holds the secret. The message names the places looked, never a value."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "secret not found"
 
 
 def env_var_name(name: str) -> str:

@@ -20,11 +20,13 @@ from typing import Any
 from prefect import get_run_logger
 
 from inventory.datasets import Dataset
+from inventory.errors import (
+    NoRestorePoint,  # noqa: F401 - re-exported
+)
 from inventory.models import Inventory, PlanName
 from remediations.context import IncidentContext, Outcome
 from remediations.plan import Action, Plan
 from remediations.software_crash import verify_recovery
-from tasks.errors import ContingencyError
 from tasks.restore import (
     RestoreHooks,
     RestoreResult,
@@ -39,10 +41,6 @@ from tasks.storage import RestorePoint, Store
 
 MAX_CHOICES = 20
 """Restore points offered to the approvers (newest first)."""
-
-
-class NoRestorePoint(ContingencyError):
-    """No backup fits the request."""
 
 
 def parse_time(text: str) -> datetime:
@@ -62,7 +60,7 @@ def choose_point(
     >>> choose_point([])
     Traceback (most recent call last):
     ...
-    remediations.data_loss.NoRestorePoint: no backups found
+    inventory.errors.NoRestorePoint: no backups found
     """
     if pick:
         for p in points:

@@ -30,10 +30,12 @@ from prefect.client.schemas.filters import (
 )
 from prefect.context import FlowRunContext
 
+from inventory.errors import (
+    LockUnavailable,  # noqa: F401 - re-exported
+)
 from inventory.models import Inventory
 from remediations.context import Outcome
 from remediations.plan import Plan
-from tasks.errors import ContingencyError
 
 FREEZE_VARIABLE = "contingency_freeze"
 ACTED = "acted"
@@ -179,10 +181,6 @@ def lock_name(target: str) -> str:
 
 LEASE_S = 120.0
 LEASE_TAG = "lease:"
-
-
-class LockUnavailable(ContingencyError):
-    """The target's lock could not be taken and no live incident holds it."""
 
 
 @dataclass(frozen=True)

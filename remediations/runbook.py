@@ -23,12 +23,12 @@ import requests
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from inventory.errors import ContingencyError, HostKeyError
 from inventory.models import Inventory, PlanName, RoleName
 from inventory.runbooks import Runbook, Step, render
 from inventory.secrets import redact
 from remediations.context import IncidentContext, Outcome
 from remediations.plan import Action, Plan
-from tasks.errors import ContingencyError, HostKeyError
 from tasks.probes import check_service
 from tasks.ssh import run_ssh
 

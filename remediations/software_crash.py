@@ -12,12 +12,12 @@ from collections.abc import Callable
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from inventory.errors import CommandError
 from inventory.loader import load_inventory
 from inventory.models import Inventory, PlanName, Service
 from inventory.settings import get_settings
 from remediations.context import IncidentContext, Outcome
 from remediations.plan import Action, Plan
-from tasks.errors import CommandError
 from tasks.probes import ProbeResult, check_service, probe_health
 from tasks.ssh import CommandResult, run_ssh
 

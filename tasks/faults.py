@@ -18,17 +18,15 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
+from inventory.errors import (
+    FaultRefused,  # noqa: F401 - re-exported
+)
 from inventory.models import Inventory
-from tasks.errors import ContingencyError
 from tasks.probes import check_service
 from tasks.ssh import CommandResult, run_ssh
 
 SCENARIOS = ("service-stop", "dataset-corrupt")
 DRILL_SITES = {"lab", "staging"}
-
-
-class FaultRefused(ContingencyError):
-    """The scenario or target cannot be drilled (unknown, or not a drill host)."""
 
 
 class Fault(BaseModel):

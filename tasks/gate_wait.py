@@ -21,15 +21,13 @@ from prefect.states import Paused
 from prefect.utilities.engine import propose_state_sync
 from pydantic import ValidationError
 
-from tasks.errors import ContingencyError
+from inventory.errors import (
+    GateInterrupted,  # noqa: F401 - re-exported
+)
 
 log = logging.getLogger("contingency.gate")
 I = TypeVar("I", bound=RunInput)  # noqa: E741
 API_ERRORS = (httpx.HTTPError, PrefectHTTPStatusError, OSError)
-
-
-class GateInterrupted(ContingencyError):
-    """The run left the Paused state without a decision (cancelled, failed, ...)."""
 
 
 def _retry(what: str, fn, deadline: float):  # type: ignore[no-untyped-def]

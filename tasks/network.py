@@ -19,17 +19,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from inventory.errors import (
+    ContingencyError,
+    NetworkError,  # noqa: F401 - re-exported
+)
 from inventory.models import Inventory
 from inventory.network import Link
-from tasks.errors import ContingencyError
 
 LinkState = Literal["up", "down", "unknown"]
 _RESULT = re.compile(r"^probe (\S+) (\d+)$", re.MULTILINE)
 _ROUTE = re.compile(r"default via (\S+) dev (\S+)")
-
-
-class NetworkError(ContingencyError):
-    """A link could not be probed or switched; the message names the link."""
 
 
 class LinkProbe(BaseModel):

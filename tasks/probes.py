@@ -15,8 +15,8 @@ import requests
 from prefect import task
 from pydantic import BaseModel, Field
 
+from inventory.errors import ContingencyError
 from inventory.models import CommandCheck, HttpCheck, Inventory, Service, TcpCheck
-from tasks.errors import ContingencyError
 
 PROBE_TIMEOUT_S = 3.0
 

@@ -26,7 +26,7 @@ from pathlib import PurePosixPath
 from pydantic import BaseModel
 
 from inventory.datasets import BackupFormat, Dataset, DatasetKind
-from tasks.errors import ContingencyError
+from inventory.errors import ContingencyError
 from tasks.ssh import SSHConnection
 from tasks.ssh_models import CommandResult
 from tasks.storage import RestorePoint, Store

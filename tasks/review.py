@@ -23,10 +23,12 @@ from uuid import UUID
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
+from inventory.errors import (
+    ReviewError,  # noqa: F401 - re-exported
+)
 from inventory.models import Inventory
 from inventory.secrets import redact
 from inventory.settings import Settings
-from tasks.errors import ContingencyError
 from tasks.report import artifact_key
 from tasks.report_copy import ReportCopy, copy_report
 
@@ -54,10 +56,6 @@ class ReviewInput(RunInput):
     went_well: str = Field("", max_length=4000, description="what went well")
     went_badly: str = Field("", max_length=4000, description="what went badly")
     actions: list[FollowUp] = Field(default_factory=list, description="follow-up actions")
-
-
-class ReviewError(ContingencyError):
-    """The review cannot be accepted (unknown run, owner or reviewer); says why."""
 
 
 def problems(review: ReviewInput, inv: Inventory) -> list[str]:

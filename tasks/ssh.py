@@ -25,10 +25,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run as runtime_flow_run
 
-from inventory.models import Host
-from inventory.secrets import redact, resolve_secret
-from inventory.settings import Settings, get_settings
-from tasks.errors import (
+from inventory.errors import (
     AuthFailed,
     CommandError,
     HostKeyMismatch,
@@ -36,6 +33,9 @@ from tasks.errors import (
     HostUnreachable,
     SSHError,
 )
+from inventory.models import Host
+from inventory.secrets import redact, resolve_secret
+from inventory.settings import Settings, get_settings
 from tasks.ssh_models import (
     LOST_MID_COMMAND,
     NO_EXIT_STATUS,

@@ -21,9 +21,9 @@ from typing import Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from inventory.errors import CommandTimeout
 from inventory.models import Host
 from inventory.secrets import redact
-from tasks.errors import CommandTimeout
 
 KILL_GRACE_S = 5
 """``timeout -k``: seconds between TERM and KILL on the host."""

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any, cast
 
+from inventory.errors import SSHError
 from inventory.secrets import redact
-from tasks.errors import SSHError
 from tasks.ssh import SSHConnection
 from tasks.ssh_models import LOST_MID_COMMAND, where
 

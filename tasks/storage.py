@@ -31,26 +31,14 @@ from pydantic import BaseModel
 from urllib3.exceptions import HTTPError
 
 from inventory.datasets import BackupLocation
+from inventory.errors import ChecksumMismatch, ContingencyError, ObjectMissing, StorageError  # noqa: F401 - re-exported
 from inventory.secrets import resolve_secret
 from inventory.settings import Settings
-from tasks.errors import ContingencyError
 
 PART_SIZE = 16 * 1024 * 1024
 CHUNK = 1024 * 1024
 RETRIES = 5
 MANIFEST_SUFFIX = ".manifest.json"
-
-
-class StorageError(ContingencyError):
-    """Object storage failed; the message names bucket and key."""
-
-
-class ObjectMissing(StorageError):
-    """The backup object or its manifest does not exist."""
-
-
-class ChecksumMismatch(StorageError):
-    """Downloaded bytes do not match the manifest's size or SHA-256 (corrupt or truncated)."""
 
 
 class Manifest(BaseModel):

@@ -90,7 +90,7 @@ def _has_backup(store: Any, prefix: str, attempts: int = 5) -> bool:
     unreadable object: retried, then taken as "none" (a new backup is seeded)."""
     import time
 
-    from tasks.errors import ContingencyError
+    from inventory.errors import ContingencyError
 
     for attempt in range(attempts):
         try:

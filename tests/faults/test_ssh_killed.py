@@ -24,6 +24,7 @@ from prefect import flow
 from contingency.lab.sshd import SshdServer
 from flows.incident import IncidentResult, incident
 from inventory.alert import Alert
+from inventory.errors import CommandError
 from inventory.loader import load_inventory
 from inventory.models import Host, Inventory, PlanName
 from inventory.routing import RouteDecision
@@ -31,7 +32,6 @@ from inventory.settings import get_settings
 from remediations.context import IncidentContext
 from remediations.plan import Action, Plan
 from remediations.software_crash import apply_plan
-from tasks.errors import CommandError
 from tasks.report import OUTCOME_UNKNOWN, Timeline, render_report
 from tasks.ssh import close_all, get_connection, run_ssh
 from tasks.ssh_models import LOST_MID_COMMAND, CommandResult

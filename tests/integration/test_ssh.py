@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 
 from contingency.lab.sshd import SshdServer, free_port, generate_client_key
-from inventory.models import Host
-from inventory.settings import Settings
-from tasks import ssh
-from tasks.errors import (
+from inventory.errors import (
     AuthFailed,
     HostKeyMismatch,
     HostKeyUnknown,
     HostUnreachable,
     SSHError,
 )
+from inventory.models import Host
+from inventory.settings import Settings
+from tasks import ssh
 from tasks.ssh import SSHConnection, get_connection
 from tasks.ssh_models import STREAM_LINES, CommandResult
 from tests.fixtures_ssh import ClientKey

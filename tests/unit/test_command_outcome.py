@@ -12,10 +12,10 @@ import pytest
 
 from inventory import secrets
 from inventory.alert import Alert
+from inventory.errors import CommandError, CommandTimeout, SSHError
 from inventory.models import Inventory
 from inventory.routing import RouteDecision
 from remediations.context import IncidentContext
-from tasks.errors import CommandError, CommandTimeout, SSHError
 from tasks.report import OUTCOME_UNKNOWN, Timeline, command_outcome, render_report
 from tasks.ssh_models import LOST_MID_COMMAND, CommandResult, Drained
 
