@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from rich.console import Console
 
 from benchmarks.common import first_ssh_start, start_lab_stack
-from contingency.alerts import alertmanager_payload, post_alert
+from contingency.cli.alerts import alertmanager_payload, post_alert
 from contingency.lab.launcher import crash_service
-from contingency.stack import FAST_POLLING, down, stack_client, webhook_token
-from contingency.waiting import wait_for_run
+from contingency.runtime.stack import FAST_POLLING, down, stack_client, webhook_token
+from contingency.runtime.waiting import wait_for_run
 
 PREFECT_DEFAULTS = {
     "PREFECT_WORKER_QUERY_SECONDS": "10",

@@ -24,12 +24,12 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmarks.common import first_ssh_start, start_lab_stack
-from contingency.alerts import alertmanager_payload, post_alert
-from contingency.gates import decide, open_gates
+from contingency.cli.alerts import alertmanager_payload, post_alert
+from contingency.cli.gates import decide, open_gates
 from contingency.lab.inbox import read
 from contingency.lab.launcher import crash_service
-from contingency.stack import StackInfo, down, stack_client, webhook_token
-from contingency.waiting import wait_for_run
+from contingency.runtime.stack import StackInfo, down, stack_client, webhook_token
+from contingency.runtime.waiting import wait_for_run
 from inventory.settings import Settings
 
 

@@ -12,8 +12,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from rich.console import Console
 
-from contingency.processes import free_port
-from contingency.stack import StackInfo, up
+from contingency.runtime.processes import free_port
+from contingency.runtime.stack import StackInfo, up
 from inventory.settings import Settings
 
 

@@ -40,9 +40,9 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from rich.console import Console
 
 from benchmarks.intake_load import Answers, blast, http_post, paced, pct
-from contingency.alerts import alertmanager_payload
-from contingency.processes import free_port, stop_pid
-from contingency.stack import down, restart, stack_client, up, webhook_token
+from contingency.cli.alerts import alertmanager_payload
+from contingency.runtime.processes import free_port, stop_pid
+from contingency.runtime.stack import down, restart, stack_client, up, webhook_token
 from inventory.settings import Settings
 
 PATH = "/webhook/alertmanager"

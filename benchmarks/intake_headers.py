@@ -1,7 +1,7 @@
 """Intake memory under a 256 MiB request header (one unauthenticated connection).
 
 Starts the intake exactly as ``contingency up`` does (the uvicorn argv of
-``contingency.stack._argvs``, with the guarded protocol ``--http
+``contingency.runtime.stack._argvs``, with the guarded protocol ``--http
 contingency.intake.protocol:GuardedHttpTools``) against a closed Prefect port — the
 attack never gets past the request head, so no Prefect is needed. Then:
 
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import requests
 
-from contingency.processes import StartupError, free_port, http_ok, wait_until
-from contingency.stack import _argvs
+from contingency.runtime.processes import StartupError, free_port, http_ok, wait_until
+from contingency.runtime.stack import _argvs
 from inventory.settings import Settings
 
 HEADER_BYTES = 256 * 1024 * 1024

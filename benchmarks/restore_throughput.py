@@ -3,7 +3,7 @@ against the two raw paths it is made of, measured in the same run on the same by
 
 - ``boto3``: ``client.download_file`` of the object to a local file;
 - ``sftp``:  paramiko ``SFTPClient.put`` of the same bytes to the host;
-- ``restore``: ``tasks.restore.restore_point`` — S3 → SFTP streamed with SHA-256 on the
+- ``restore``: ``tasks.actions.restore.restore_point`` — S3 → SFTP streamed with SHA-256 on the
   fly, SHA-256 again on the host, format/verify checks, atomic swap.
 
 Each path runs in a child process so its peak RSS is its own. Target: restore
@@ -63,8 +63,8 @@ def _objects(cfg: dict[str, str]):  # type: ignore[no-untyped-def]
 
 def child(which: str, cfg: dict[str, str]) -> dict[str, float]:
     """One path, in this (child) process; prints seconds and peak RSS."""
-    from tasks.restore import restore_point
-    from tasks.ssh import SSHConnection
+    from tasks.actions.restore import restore_point
+    from tasks.ssh.run import SSHConnection
     from tasks.storage import Store
 
     loc, host, ds = _objects(cfg)

@@ -20,12 +20,12 @@ from prefect import flow, get_run_logger
 
 from inventory.datasets import BackupFormat, Dataset
 from inventory.errors import (
-    BackupFailed,  # noqa: F401 - re-exported
+    BackupFailed,
     ContingencyError,
 )
 from inventory.secrets import redact
-from tasks.ssh import SSHConnection, get_connection
-from tasks.ssh_stream import stream_stdout
+from tasks.ssh.run import SSHConnection, get_connection
+from tasks.ssh.stream import stream_stdout
 from tasks.storage import Manifest, Store
 
 

@@ -32,10 +32,10 @@ from inventory.loader import load_inventory
 from inventory.models import Inventory
 from inventory.secrets import install_redaction, redact
 from inventory.settings import get_settings
+from tasks.actions.restore import restore_point
 from tasks.notify import Pager
-from tasks.report import artifact_key as report_key
-from tasks.restore import restore_point
-from tasks.ssh import close_all, current_run_id, get_connection
+from tasks.report.render import artifact_key as report_key
+from tasks.ssh.run import close_all, current_run_id, get_connection
 from tasks.storage import RestorePoint, Store
 
 
@@ -259,7 +259,6 @@ def _post_alert(labels: dict[str, str], fingerprint: str) -> str:
 
 def _find_incident(target: str, since: datetime) -> str:
     """An incident for ``target`` raised by real monitoring since ``since`` (or "")."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterStartTime,
@@ -267,6 +266,7 @@ def _find_incident(target: str, since: datetime) -> str:
     )
 
     from remediations.rails import tag_value
+    from tasks.prefect_api import get_client
 
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
@@ -281,11 +281,11 @@ def _find_incident(target: str, since: datetime) -> str:
 def _run_state(run_id: str) -> tuple[bool, str]:
     from uuid import UUID
 
-    from prefect.client.orchestration import get_client
+    from tasks.prefect_api import get_client
 
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(UUID(run_id)).state
-    return bool(state and state.is_final()), state.name if state else "?"
+    return bool(state and state.is_final()), (state.name or "?") if state else "?"
 
 
 def _game_day_markdown(r: GameDayResult) -> str:
@@ -324,7 +324,7 @@ def game_day(
     monitoring must raise it and this flow waits for the incident to appear. The alert
     carries ``drill="true"``: nobody is paged, the incident is tagged ``drill``.
     """
-    from tasks.faults import FaultRefused, healthy, inject_and_time, plan_fault, run_all
+    from tasks.actions.faults import FaultRefused, healthy, inject_and_time, plan_fault, run_all
 
     install_redaction()
     logger = get_run_logger()

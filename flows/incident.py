@@ -17,33 +17,33 @@ from pydantic import BaseModel
 
 from inventory.alert import Alert
 from inventory.errors import ContingencyError
-from inventory.loader import InventoryError, load_inventory
+from inventory.loader import load_inventory
 from inventory.models import Inventory, PlanName
+from inventory.outcomes import INTERRUPTED, Outcome
 from inventory.routing import RouteDecision, route, target_kind
 from inventory.secrets import install_redaction, redact
 from inventory.settings import get_settings
 from remediations import handler_for, rails
-from remediations.context import IncidentContext, Outcome
+from remediations.context import IncidentContext, Verdict
 from remediations.plan import Plan
-from tasks.approval import GateResult, request_approval
-from tasks.gate_wait import GateInterrupted
-from tasks.incident_times import IncidentTimes, incident_times
-from tasks.liveness import Beat
+from tasks.facts.liveness import Beat
+from tasks.gate.approval import GateResult, request_approval
+from tasks.gate.wait import GateInterrupted
 from tasks.notify import Pager
 from tasks.prefect_api import retry_api
-from tasks.report import Timeline, publish_report, render_report
-from tasks.report_copy import ReportCopy, copy_report
-from tasks.ssh import close_all, current_run_id
+from tasks.report.copies import ReportCopy, copy_report
+from tasks.report.render import Timeline, publish_report, render_report
+from tasks.report.summary import IncidentSummary, publish_summary
+from tasks.report.times import IncidentTimes, incident_times
+from tasks.ssh.run import close_all, current_run_id
 
-Handler = Callable[[IncidentContext], Outcome]
+Handler = Callable[[IncidentContext], Verdict]
 REPORTED = "reported"
 """Tag of a run that published its own report and pages (the reconciler skips it)."""
-INTERRUPTED = "Interrupted"
-"""Final state name of a run whose gate was interrupted (see contingency/incident_runs)."""
 
 
 class IncidentResult(BaseModel):
-    outcome: str
+    outcome: Outcome
     route: RouteDecision
     plan: Plan | None = None
     report_path: str | None = None
@@ -137,7 +137,7 @@ def _report(
     timeline: Timeline,
     ctx: IncidentContext | None,
     gates: list[GateResult],
-    outcome: Outcome,
+    outcome: Verdict,
     pager: Pager | None,
     handling_start: datetime,
 ) -> State:
@@ -180,6 +180,23 @@ def _report(
         get_settings().reports_path,
         description=f"{outcome.outcome}: {message}"[:500],
     )
+    facts = IncidentSummary(
+        run_id=run_id,
+        plan=str(decision.plan.value) if decision.plan else "unroutable",
+        target=decision.target or "",
+        outcome=outcome.outcome,
+        message=message[:500],
+        recover_s=times.recover_s,
+        acknowledge_s=times.acknowledge_s,
+        approve_s=times.approve_s,
+        gates=[g.status for g in gates],
+        steps=len(ctx.steps) if ctx else 0,
+        steps_failed=sum(not st.ok for st in ctx.steps) if ctx else 0,
+        drill=alert.labels.get("drill") == "true",
+        dry_run=bool(ctx and ctx.dry_run),
+    )
+    if flow_run.id:  # what stats and /metrics read (never the markdown)
+        retry_api(lambda: publish_summary(facts), "publish the incident summary")
     result = IncidentResult(
         outcome=outcome.outcome,
         route=decision,
@@ -193,11 +210,11 @@ def _report(
     retry_api(lambda: rails.tag_run(REPORTED), "tag the run reported")
     if outcome.ok:
         return Completed(message=message, data=result)
-    name = INTERRUPTED if outcome.outcome == "interrupted" else "Escalated"
+    name = INTERRUPTED if outcome.outcome is Outcome.interrupted else "Escalated"
     return Failed(name=name, message=f"{outcome.outcome}: {message}", data=result)
 
 
-def _run_locked(ctx: IncidentContext, handle: Handler, dry_run: bool) -> Outcome:
+def _run_locked(ctx: IncidentContext, handle: Handler, dry_run: bool) -> Verdict:
     """One remediation per target at a time: a second incident for a target that a
     *live* incident is handling joins it (records and stops) instead of acting in
     parallel. A lock that cannot be taken with no live holder is escalated."""
@@ -207,9 +224,8 @@ def _run_locked(ctx: IncidentContext, handle: Handler, dry_run: bool) -> Outcome
         return handle(ctx)
     with rails.target_lock(target) as lock:
         if not lock.held:
-            return Outcome(
-                outcome="joined",
-                ok=True,
+            return Verdict(
+                outcome=Outcome.joined,
                 message=(
                     f"incident {lock.holder} is handling {target} and is alive; this alert "
                     "joined it and nothing was run twice"
@@ -254,9 +270,10 @@ def incident(
 ) -> State:
     """Handle one alert end to end and write the incident report.
 
-    Example:
-        >>> incident(Alert(fingerprint="x", labels={"alertname": "ServiceDown",
-        ...                                        "service": "web"}), dry_run=True)
+    Example (against a running stack; see ``contingency plan --dry-run``)::
+
+        incident(Alert(fingerprint="x", labels={"alertname": "ServiceDown",
+                                                "service": "web"}), dry_run=True)
     """
     handling_start = datetime.now(UTC)
     beat = Beat(flow_run.id).__enter__() if flow_run.id else None  # liveness, to the end
@@ -271,7 +288,9 @@ def incident(
     started = time.monotonic()
 
     def approve(plan: Plan) -> GateResult:
-        assert pager is not None
+        if pager is None:
+            raise RuntimeError("a gate before the incident's pager exists")
+        paging: Pager = pager
         pager.fields.update(plan=plan.plan.value, target=plan.target, summary=plan.reason)
         gate = request_approval(
             _gate_description(alert, plan, timeline),
@@ -279,10 +298,10 @@ def incident(
             policy=inv.gate_policy(plan.plan.value),
             two_person=plan.destructive,
             choices=plan.choices or None,
-            notify=lambda event, extra, codes: pager.event(event, extra, codes=codes),
+            notify=lambda event, extra, codes: paging.event(event, extra, codes=codes),
         )
         gates.append(gate)
-        pager.event(
+        paging.event(
             "gate_decided",
             {"decision": gate.status, "approver": gate.approver or "—", "comment": gate.comment},
         )
@@ -310,10 +329,10 @@ def incident(
         pager.event("incident_opened")
         if not decision.routed or decision.plan is None:
             logger.error("ESCALATE: unroutable alert: %s", decision.reason)
-            outcome = Outcome(outcome="unroutable", ok=False, message=decision.reason)
+            outcome = Verdict(outcome=Outcome.unroutable, message=decision.reason)
         elif (handle := handler_for(decision.plan)) is None:
-            outcome = Outcome(
-                outcome="unsupported", ok=False, message=f"plan {decision.plan} is not available"
+            outcome = Verdict(
+                outcome=Outcome.unsupported, message=f"plan {decision.plan} is not available"
             )
         else:
             logger.info("routed: %s", decision.reason)
@@ -330,28 +349,22 @@ def incident(
             outcome = _run_locked(ctx, handle, dry_run)
     except GateInterrupted as exc:
         logger.error("ESCALATE: the gate was interrupted: %s", redact(str(exc)))
-        outcome = Outcome(
-            outcome="interrupted",
-            ok=False,
+        outcome = Verdict(
+            outcome=Outcome.interrupted,
             message=(
                 f"the gate was interrupted ({exc}); nothing was run. Re-ask the command "
                 f"center with `contingency gates reopen {flow_run.id}`"
             ),
         )
-    except (ContingencyError, InventoryError, KeyError) as exc:
+    except ContingencyError as exc:  # the one root of every error raised on purpose
         logger.error("ESCALATE: incident failed: %s", redact(str(exc)))
-        outcome = Outcome(outcome="failed", ok=False, message=f"{type(exc).__name__}: {exc}")
+        outcome = Verdict(outcome=Outcome.failed, message=f"{type(exc).__name__}: {exc}")
     finally:
         close_all(current_run_id())
     if pager is not None:
         elapsed = f"{time.monotonic() - started:.1f}s"
-        event = "finished" if outcome.ok else "escalation"
-        if outcome.outcome in ("failed", "not_approved"):
-            event = "failure"  # everyone hears that it failed or was never approved
-        if outcome.outcome == "interrupted":
-            event = "incident_interrupted"
         pager.event(
-            event,
+            outcome.outcome.page_event,
             {
                 "outcome": outcome.outcome,
                 "duration": elapsed,

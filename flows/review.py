@@ -1,5 +1,5 @@
 """The review form in the Prefect UI: run ``incident-review`` with the incident's run id;
-the run pauses on a :class:`tasks.review.ReviewInput` form (Resume in the UI), and the
+the run pauses on a :class:`tasks.report.review.ReviewInput` form (Resume in the UI), and the
 submitted review is appended to the incident's report. A review that names an unknown
 person is refused with the reason shown in the form, which opens again."""
 
@@ -10,8 +10,8 @@ from prefect.states import Completed, Failed, State
 
 from inventory.loader import load_inventory
 from inventory.settings import get_settings
-from tasks.gate_wait import wait_for_input
-from tasks.review import ReviewError, ReviewInput, append_review, incident_report, problems
+from tasks.gate.wait import wait_for_input
+from tasks.report.review import ReviewError, ReviewInput, append_review, incident_report, problems
 
 WAIT_S = 7 * 24 * 3600
 """How long the form stays open."""

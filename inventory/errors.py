@@ -49,6 +49,13 @@ class SecretNotFound(ContingencyError, KeyError):
         return str(self.args[0]) if self.args else "secret not found"
 
 
+class UnknownName(ContingencyError, KeyError):
+    """A host, service, link or dataset name that is not in the inventory."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown name"
+
+
 # --- SSH -----------------------------------------------------------------------------
 
 
@@ -147,6 +154,22 @@ class PlanError(ContingencyError):
 
 
 # --- the application shell -------------------------------------------------------------
+
+
+class SignatureError(ContingencyError):
+    """A webhook signature that does not verify; the message is safe to return."""
+
+
+class BodyTooLarge(ContingencyError):
+    """A request body over the limit (declared by Content-Length or seen while streaming)."""
+
+
+class CheckFailed(ContingencyError):
+    """A readiness check failed; ``detail`` is safe to show to an unauthenticated prober."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 class StartupError(ContingencyError, RuntimeError):

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from inventory.datasets import Dataset
-from inventory.errors import InventoryError  # noqa: F401 - re-exported
+from inventory.errors import InventoryError
 from inventory.models import (
     GatePolicy,
     Host,
@@ -133,7 +133,8 @@ def load_inventory(path: Path | str) -> Inventory:
     rules = [r for e in collected.routing if (r := _validate(RoutingRule, e, {}, problems))]
     problems.extend(_cross_check(collected))
     if problems:
-        raise InventoryError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
+        problems.sort(key=lambda p: (p.file, p.line or 0))
+        raise InventoryError(problems)
     return Inventory(**objects, routing=rules)
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inventory.datasets import Dataset
+from inventory.errors import UnknownName
 from inventory.network import HostFailover, Link
 from inventory.runbooks import Runbook
 
@@ -252,13 +253,13 @@ class Inventory(_Model):
         try:
             return self.hosts[name]
         except KeyError:
-            raise KeyError(f"unknown host {name!r}") from None
+            raise UnknownName(f"unknown host {name!r}") from None
 
     def service(self, name: str) -> Service:
         try:
             return self.services[name]
         except KeyError:
-            raise KeyError(f"unknown service {name!r}") from None
+            raise UnknownName(f"unknown service {name!r}") from None
 
     def rails_policy(self, plan: str) -> RailsPolicy:
         return self.rails.get(plan) or self.rails.get("default") or RailsPolicy()

@@ -21,10 +21,11 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import cast
 
 from pydantic import SecretStr
 
-from inventory.errors import SecretNotFound  # noqa: F401 - re-exported
+from inventory.errors import SecretNotFound
 from inventory.models import NAME_RE
 from inventory.settings import Settings, get_settings
 
@@ -118,7 +119,10 @@ def _load_prefect_secret(name: str, result: dict[str, str]) -> None:
 
         quick = {PREFECT_API_REQUEST_TIMEOUT: PREFECT_TIMEOUT_S, PREFECT_CLIENT_MAX_RETRIES: 0}
         with temporary_settings(updates=quick):
-            value = Secret.load(name, _sync=True).get()
+            # _sync=True: Prefect's async_dispatch takes it at run time (the signature it
+            # shows omits it); the blocking call then returns the block, not a coroutine
+            secret = cast(Secret, Secret.load(name, _sync=True))  # type: ignore[call-arg]
+            value = secret.get()
     except Exception as exc:  # an optional source: any failure means "not here"
         result["error"] = type(exc).__name__
         return

@@ -1,8 +1,9 @@
-"""What an incident hands to a remediation, and what the remediation hands back.
+"""What an incident hands to a remediation, and how an incident ends.
 
-A remediation's ``handle(ctx)`` gathers facts, builds a :class:`Plan`, asks
-``ctx.approve(plan)`` when the plan needs sign-off, applies, verifies and returns an
-:class:`Outcome`. The incident flow owns routing, the gate mechanics and the report.
+A remediation's ``prepare(ctx)`` gathers facts and returns a :class:`Plan` (or a
+:class:`Verdict` when there is nothing to do); the executor (``remediations/executor.py``)
+runs the plan through :meth:`IncidentContext.gate` (rails, sign-off). The incident flow
+owns routing, the gate mechanics and the report.
 """
 
 from __future__ import annotations
@@ -15,19 +16,25 @@ from pydantic import BaseModel
 
 from inventory.alert import Alert
 from inventory.models import Inventory
+from inventory.outcomes import Outcome
 from inventory.routing import RouteDecision
 from remediations.plan import Plan
+from remediations.runners import StepResult
 from tasks.notify import Pager
-from tasks.report import OUTCOME_UNKNOWN, Timeline
-from tasks.ssh_models import CommandResult
+from tasks.report.render import OUTCOME_UNKNOWN, Timeline
+from tasks.ssh.models import CommandResult
 
 
-class Outcome(BaseModel):
-    """``ok=False`` means a human must take over: the run ends ``Escalated``."""
+class Verdict(BaseModel):
+    """How an incident ended: one :class:`Outcome` (which says whether a human must
+    take over: the run then ends ``Escalated``) and what happened, in words."""
 
-    outcome: str
-    ok: bool
+    outcome: Outcome
     message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome.ok
 
 
 class GateDecision(Protocol):
@@ -44,17 +51,15 @@ class GateDecision(Protocol):
 
 
 GATE_OUTCOMES = {
-    "rejected": Outcome(
-        outcome="rejected", ok=True, message="the command center rejected the plan; nothing was run"
+    "rejected": Verdict(
+        outcome=Outcome.rejected, message="the command center rejected the plan; nothing was run"
     ),
-    "expired": Outcome(
-        outcome="not_approved",
-        ok=False,
+    "expired": Verdict(
+        outcome=Outcome.not_approved,
         message="no decision before the gate timed out; nothing was run",
     ),
-    "cleared": Outcome(
-        outcome="cleared",
-        ok=True,
+    "cleared": Verdict(
+        outcome=Outcome.cleared,
         message="the alert resolved while the gate waited; the incident "
         "cleared on its own and nothing was run",
     ),
@@ -89,6 +94,10 @@ class IncidentContext:
     last_gate: GateDecision | None = None
     pager: Pager | None = None
     """The incident's pager (drill-aware, listed in the report); None outside incidents."""
+    facts: dict[str, object] = field(default_factory=dict)
+    """What a remediation learnt while preparing, for its ``replan``/``finish``."""
+    steps: list[StepResult] = field(default_factory=list)
+    """Every action the executor ran, in order (rollbacks marked), as typed results."""
 
     @property
     def target(self) -> str:
@@ -109,10 +118,10 @@ class IncidentContext:
     def rule_requires_approval(self) -> bool:
         return any(r.requires_approval for r in self.inv.routing if r.name == self.decision.rule)
 
-    def gate(self, plan: Plan) -> Outcome | None:
+    def gate(self, plan: Plan) -> Verdict | None:
         """The one checkpoint before a plan acts: the safety rails (kill switch, blast
         radius, cooldown, flap breaker, rate cap), then sign-off if the plan needs it.
-        Destructive plans always need it. An Outcome means: stop here, nothing ran."""
+        Destructive plans always need it. A Verdict means: stop here, nothing ran."""
         from remediations import rails
 
         if plan.destructive and not plan.requires_approval:
@@ -127,9 +136,8 @@ class IncidentContext:
             by = f" by {gate.approver}" if gate.approver else ""
             self.event("gate closed", f"{gate.status}{by} after {gate.wait_s:.1f}s")
             if not gate.approved:
-                return GATE_OUTCOMES.get(gate.status) or Outcome(
-                    outcome="not_approved",
-                    ok=False,
+                return GATE_OUTCOMES.get(gate.status) or Verdict(
+                    outcome=Outcome.not_approved,
                     message=f"gate ended {gate.status}; nothing was run",
                 )
             # The world may have changed while the gate waited (a freeze, another

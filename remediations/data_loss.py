@@ -1,10 +1,12 @@
 """Data-loss plan (数据丢失): restore a dataset from its backups without ever losing live data.
 
-Facts (the restore points in object storage) → plan (the exact commands, the chosen
-restore point, the other points offered to the approvers) → sign-off (always: a restore
-is destructive, so two different approvers) → restore (tasks/restore.py: download with
-SHA-256 on the fly → checks on the host → stop services → swap → start services →
-health) → report. The live data is moved aside and kept, never deleted.
+Facts (the restore points in object storage) → plan (every step exactly, its paths
+fixed by the timestamp taken when the plan is built; the other points offered to the
+approvers) → sign-off (always: a restore is destructive, so two different approvers)
+→ the executor: copy with SHA-256 on the fly → checks on the host → stop services →
+swap → start services → health → verify. Each step declares its undo, so a failure
+after the swap puts the old data back. The live data is moved aside and kept, never
+deleted.
 
 Restore point: the latest, or the latest before ``options["restore_before"]`` (ISO time,
 from the CLI/API), or the one an approver picks in the sign-off form.
@@ -12,31 +14,23 @@ from the CLI/API), or the one an approver picks in the sign-off form.
 
 from __future__ import annotations
 
-import contextlib
+import shlex
 import time
 from datetime import UTC, datetime
-from typing import Any
-
-from prefect import get_run_logger
 
 from inventory.datasets import Dataset
-from inventory.errors import (
-    NoRestorePoint,  # noqa: F401 - re-exported
-)
+from inventory.errors import NoRestorePoint
 from inventory.models import Inventory, PlanName
-from remediations.context import IncidentContext, Outcome
-from remediations.plan import Action, Plan
-from remediations.software_crash import verify_recovery
-from tasks.restore import (
-    RestoreHooks,
-    RestoreResult,
+from inventory.outcomes import Outcome
+from remediations.context import IncidentContext, Verdict
+from remediations.plan import Action, Plan, ProbeAction, SshAction, TransferAction
+from tasks.actions.restore import (
+    CHECK_FAILURES,
     host_check_command,
     restore_paths,
-    restore_point,
     swap_command,
     verify_command,
 )
-from tasks.ssh import get_connection, run_ssh
 from tasks.storage import RestorePoint, Store
 
 MAX_CHOICES = 20
@@ -79,43 +73,87 @@ def _age(point: RestorePoint, now: datetime | None = None) -> str:
     return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min"
 
 
-def build_plan(ds_name: str, ds: Dataset, inv: Inventory, point: RestorePoint) -> Plan:
-    """The exact commands a restore of ``point`` runs (pure: no I/O); ``<time>`` stands
-    for the restore's timestamp in the temporary and kept paths."""
+def build_plan(
+    ds_name: str, ds: Dataset, inv: Inventory, point: RestorePoint, at: datetime | None = None
+) -> Plan:
+    """The exact steps a restore of ``point`` runs, with their undo (pure: no I/O).
+    ``at`` (default: now) fixes the timestamp in the temporary and kept paths."""
     live = ds.path
-    dl, staged, aside = restore_paths(live, "<time>")
-    stops = [(s, c) for s in ds.services for c in inv.service(s).manager.stop_commands()]
-    starts = [(s, c) for s in ds.services for c in inv.service(s).manager.start_commands()]
-    src = f"s3://{ds.location.bucket}/{point.key}"
-    actions = [
-        Action(
+    tag = (at or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    dl, staged, aside = restore_paths(live, tag)
+    cleanup = SshAction(
+        host=ds.host, command=f"rm -rf {shlex.quote(dl)} {shlex.quote(staged)}",
+        description="remove the downloaded copy", name="clean up",
+    )  # fmt: skip
+    mgr = {s: inv.service(s).manager for s in ds.services}
+
+    def ssh(svc: str, cmd: str, what: str, undo: list[str]) -> SshAction:
+        host = inv.service(svc).host
+        return SshAction(
+            host=host, command=cmd, description=f"{what} {svc}", risk="medium",
+            rollback=[SshAction(host=host, command=u, description=f"undo: {what} {svc}")
+                      for u in undo],
+        )  # fmt: skip
+
+    stops = [ssh(s, c, "stop", mgr[s].start_commands()) for s in ds.services
+             for c in mgr[s].stop_commands()]  # fmt: skip
+    starts: list[Action] = []
+    for s in ds.services:
+        starts += [ssh(s, c, "start", mgr[s].stop_commands()) for c in mgr[s].start_commands()]
+        starts.append(ProbeAction(service=s, until_healthy=True, name=f"health of {s}"))
+    put_back = (
+        f"if [ -e {shlex.quote(aside)} ] || [ -L {shlex.quote(aside)} ]; then "
+        f"rm -rf {shlex.quote(live)} && mv {shlex.quote(aside)} {shlex.quote(live)}; fi"
+    )
+    actions: list[Action] = [
+        TransferAction(
+            dataset=ds_name,
             host=ds.host,
-            command=f"(SFTP) {src} → {dl} (SHA-256 {point.manifest.sha256[:12]}…, "
-            f"{point.manifest.size} bytes)",
-            description="download beside the live data, SHA-256 on the fly",
+            bucket=ds.location.bucket,
+            key=point.key,
+            path=dl,
+            manifest=point.manifest,
+            description="download beside the live data",
+            verify="SHA-256 and size against the manifest, on the fly",
+            rollback=[cleanup],
         ),
-        Action(
+        SshAction(
             host=ds.host,
             command=host_check_command(ds, dl, staged, point.manifest.sha256),
             description="SHA-256 on the host, format check, stage, verify the copy",
+            failures=dict(CHECK_FAILURES),
+            changes=True,
         ),
-        *[
-            Action(host=inv.service(s).host, command=c, description=f"stop {s}", risk="medium")
-            for s, c in stops
-        ],
-        Action(
+        *stops,
+        SshAction(
             host=ds.host,
             command=swap_command(live, staged, aside),
             description="move live data aside (kept) and put the restored data in place",
             risk="high",
             idempotent=False,
+            ok_codes=[0, 3],
+            name="swap",
+            failures={
+                21: "could not move live data aside; live data untouched",
+                22: "the swap failed; live data untouched",
+            },
+            rollback=[
+                SshAction(
+                    host=ds.host,
+                    command=put_back,
+                    risk="high",
+                    description="put the old data back",
+                    name="put back",
+                )
+            ],
         ),
-        *[
-            Action(host=inv.service(s).host, command=c, description=f"start {s}", risk="medium")
-            for s, c in starts
-        ],
-        Action(host=ds.host, command=verify_command(ds, live), description="verify live data"),
+        *starts,
     ]
+    if ds.verify:
+        actions.append(SshAction(
+            host=ds.host, command=verify_command(ds, live), description="verify live data",
+            changes=False, name="verify live data",
+        ))  # fmt: skip
     return Plan(
         plan=PlanName.data_loss,
         target=ds_name,
@@ -124,7 +162,12 @@ def build_plan(ds_name: str, ds: Dataset, inv: Inventory, point: RestorePoint) -
         destructive=True,
         reason=f"restore {ds_name} on {ds.host} from the backup of "
         f"{point.manifest.created:%Y-%m-%d %H:%M:%S} UTC ({_age(point)} old, RPO "
-        f"{ds.rpo_s / 3600:.1f} h)",
+        f"{ds.rpo_s / 3600:.1f} h); the live data is kept at {aside}",
+        success=Outcome.restored,
+        success_message=f"{ds_name} restored from {point.key}",
+        failure=Outcome.restore_failed,
+        unrecovered=Outcome.restore_failed,
+        facts={"aside": aside, "download": dl},
     )
 
 
@@ -143,123 +186,96 @@ def points_markdown(points: list[RestorePoint], chosen: RestorePoint, rpo_s: int
     return "\n".join(lines)
 
 
-class Progress:
-    """A Prefect progress artifact for the download, updated at most every 0.5 s."""
-
-    def __init__(self, total: int, dataset: str) -> None:
-        from prefect.artifacts import create_progress_artifact
-
-        self.total = max(total, 1)
-        self.last = 0.0
-        self.id: Any = None
-        try:
-            self.id = create_progress_artifact(
-                progress=0.0, description=f"restore of {dataset}: download"
-            )
-        except Exception as exc:  # noqa: BLE001 - progress display must not fail a restore
-            get_run_logger().warning("progress artifact unavailable: %s", type(exc).__name__)
-
-    def __call__(self, done: int) -> None:
-        now = time.monotonic()
-        if self.id is None or (now - self.last < 0.5 and done < self.total):
-            return
-        self.last = now
-        from prefect.artifacts import update_progress_artifact
-
-        with contextlib.suppress(Exception):  # best effort: never fail a restore
-            update_progress_artifact(self.id, progress=round(100 * done / self.total, 1))
-
-
-def _hooks(ctx: IncidentContext, ds: Dataset) -> RestoreHooks:
-    def run_all(kind: str) -> bool:
-        for name in ds.services:
-            svc = ctx.inv.service(name)
-            mgr = svc.manager
-            cmds = mgr.stop_commands() if kind == "stop" else mgr.start_commands()
-            for cmd in cmds:
-                res = run_ssh(ctx.inv.host(svc.host), cmd)
-                ctx.record([res])
-                if not res.ok:
-                    return False
-            if kind == "start":
-                check = verify_recovery(svc, ctx.inv)
-                ctx.event(
-                    "health",
-                    f"{name}: {'healthy' if check.recovered else 'unhealthy'} after "
-                    f"{check.waited_s:.1f}s",
-                )
-                if not check.recovered:
-                    return False
-        return True
-
-    def record(res: Any) -> None:
-        ctx.record([res])
-
-    return RestoreHooks(stop=lambda: run_all("stop"), start=lambda: run_all("start"), record=record)
-
-
-def restore_section(ds: Dataset, point: RestorePoint, res: RestoreResult, took_s: float) -> str:
+def restore_section(
+    ds: Dataset, point: RestorePoint, result: str, aside: str, rolled_back: bool, took_s: float
+) -> str:
     rows = {
         "restore point": f"`{point.key}` ({point.manifest.created:%Y-%m-%d %H:%M:%S} UTC)",
         "size / SHA-256": f"{point.manifest.size} bytes / `{point.manifest.sha256}`",
         "age vs RPO": f"{_age(point)} (RPO {ds.rpo_s / 3600:.1f} h)",
         "time vs RTO": f"{took_s:.1f}s (RTO {ds.rto_s}s)",
-        "result": res.reason,
-        "live data kept at": f"`{res.aside}`" if res.aside else "—",
-        "rolled back": "yes" if res.rolled_back else "no",
+        "result": result,
+        "live data kept at": f"`{aside}`" if aside else "—",
+        "rolled back": "yes" if rolled_back else "no",
     }
     return "\n".join(f"- **{k}**: {v}" for k, v in rows.items())
 
 
-def handle(ctx: IncidentContext) -> Outcome:
-    """The data-loss plan inside an incident: restore points → plan → gate → restore."""
+def _points(ctx: IncidentContext) -> tuple[Dataset, list[RestorePoint]]:
+    ds = ctx.inv.datasets[ctx.target]
+    return ds, Store.for_location(ds.location).restore_points(ds.location.prefix)
+
+
+def prepare(ctx: IncidentContext) -> Plan | Verdict:
+    """The restore points → the plan for the chosen one (the others offered)."""
     if ctx.decision.target_kind != "dataset":
-        return Outcome(
-            outcome="unsupported",
-            ok=False,
+        return Verdict(
+            outcome=Outcome.unsupported,
             message=f"{ctx.target} is not a dataset; the data-loss plan restores datasets",
         )
-    ds = ctx.inv.datasets[ctx.target]
-    store = Store.for_location(ds.location)
     try:
-        points = store.restore_points(ds.location.prefix)
+        ds, points = _points(ctx)
         before = ctx.options.get("restore_before")
         point = choose_point(
             points, parse_time(before) if before else None, ctx.options.get("restore_point", "")
         )
     except (NoRestorePoint, ValueError) as exc:
-        return Outcome(outcome="no_backup", ok=False, message=f"{ctx.target}: {exc}")
+        return Verdict(outcome=Outcome.no_backup, message=f"{ctx.target}: {exc}")
     ctx.event("restore points", f"{len(points)} found; default {point.key}")
     plan = build_plan(ctx.target, ds, ctx.inv, point)
     newest = sorted(points, key=lambda p: p.manifest.created, reverse=True)[:MAX_CHOICES]
     plan.choices = [p.key for p in newest]
-    ctx.plan = plan
     ctx.sections["Restore points"] = points_markdown(points, point, ds.rpo_s)
-    ctx.event("planned", f"restore {point.key} onto {ds.host}:{ds.path}")
-    if ctx.dry_run:
-        return Outcome(outcome="dry_run", ok=True, message="plan only, nothing changed")
-    stop = ctx.gate(plan)
-    if stop is not None:
-        return stop
-    pick = ctx.last_gate.choice if ctx.last_gate else ""
-    if pick:
-        point = choose_point(points, pick=pick)
-        ctx.event("restore point", f"picked by the approvers: {point.key}")
-    started = time.monotonic()
-    conn = get_connection(ctx.inv.host(ds.host))
-    res = restore_point(
-        ds, conn, store, point, progress=Progress(point.manifest.size, ctx.target),
-        hooks=_hooks(ctx, ds),
-    )  # fmt: skip
-    took = time.monotonic() - started
-    ctx.sections["Restore"] = restore_section(ds, point, res, took)
-    ctx.event("restore", f"{'ok' if res.ok else 'FAILED'}: {res.reason} ({took:.1f}s)")
-    if not res.ok:
-        get_run_logger().error("ESCALATE: restore of %s failed: %s", ctx.target, res.reason)
-        return Outcome(outcome="restore_failed", ok=False, message=f"{ctx.target}: {res.reason}")
-    kept = f"; the previous data is kept at {res.aside}" if res.aside else ""
-    return Outcome(
-        outcome="restored",
-        ok=True,
-        message=f"{ctx.target} restored from {point.key} in {took:.1f}s{kept}",
-    )
+    ctx.facts["restore_point"] = point
+    ctx.facts["started"] = time.monotonic()
+    return plan
+
+
+def replan(ctx: IncidentContext, pick: str) -> Plan:
+    """The plan for the point the approvers picked (one of the offered choices)."""
+    ds, points = _points(ctx)
+    point = choose_point(points, pick=pick)
+    ctx.event("restore point", f"picked by the approvers: {point.key}")
+    plan = build_plan(ctx.target, ds, ctx.inv, point)
+    plan.choices = []  # decided
+    ctx.facts["restore_point"] = point
+    return plan
+
+
+def finish(ctx: IncidentContext, plan: Plan, verdict: Verdict) -> Verdict:
+    """The report's restore section, and the reason in the words of a restore."""
+    point = ctx.facts.get("restore_point")
+    if not isinstance(point, RestorePoint) or verdict.outcome not in (
+        Outcome.restored, Outcome.restore_failed,
+    ):  # fmt: skip
+        return verdict
+    ds = ctx.inv.datasets[ctx.target]
+    took = time.monotonic() - float(ctx.facts.get("started", time.monotonic()))  # type: ignore[arg-type]
+    swap = next(a for a in plan.actions if a.name == "swap")
+    swapped = any(s.ok and not s.rollback and s.what == swap.shown for s in ctx.steps)
+    put_back = [s for s in ctx.steps if s.rollback and s.name == "put back"]
+    kept = plan.facts.get("aside", "")
+    if verdict.outcome is Outcome.restored:
+        result = "restored"
+        ctx.sections["Restore"] = restore_section(ds, point, result, kept, False, took)
+        ctx.event("restore", f"ok: {result} ({took:.1f}s)")
+        return verdict.model_copy(update={
+            "message": f"{ctx.target} restored from {point.key} in {took:.1f}s; the previous "
+            f"data is kept at {kept}"})  # fmt: skip
+    failed = next((s for s in reversed(ctx.steps) if not s.ok and not s.rollback), None)
+    if not swapped:
+        why = (failed.detail if failed else "") or "a step failed"
+        if failed is not None and failed.kind == "transfer":
+            why = why.replace("download failed:", "download failed, live data untouched:")
+        elif failed is not None and failed.kind == "ssh" and "stop" in failed.what:
+            why = "could not stop the services; live data untouched"
+        elif "untouched" not in why:
+            why += "; live data untouched"
+        rolled = False
+    else:
+        rolled = bool(put_back) and all(s.ok for s in put_back)
+        after = "old data put back" if rolled else "ROLLBACK FAILED"
+        why = f"the health check failed after the swap; {after}"
+    ctx.sections["Restore"] = restore_section(ds, point, why, kept if swapped else "", rolled, took)
+    ctx.event("restore", f"FAILED: {why} ({took:.1f}s)")
+    return verdict.model_copy(update={"message": f"{ctx.target}: {why}"})

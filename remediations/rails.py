@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterStartTime,
@@ -31,11 +30,13 @@ from prefect.client.schemas.filters import (
 from prefect.context import FlowRunContext
 
 from inventory.errors import (
-    LockUnavailable,  # noqa: F401 - re-exported
+    LockUnavailable,
 )
 from inventory.models import Inventory
-from remediations.context import Outcome
+from inventory.outcomes import Outcome
+from remediations.context import Verdict
 from remediations.plan import Plan
+from tasks.prefect_api import get_client
 
 FREEZE_VARIABLE = "contingency_freeze"
 ACTED = "acted"
@@ -68,7 +69,7 @@ def thaw() -> None:
 def blast_radius(plan: Plan, inv: Inventory, max_hosts: int, max_percent: float) -> str | None:
     """Why the plan touches too much (or nothing), else None. Pure."""
     hosts = plan.hosts
-    if not plan.actions or not hosts:
+    if not plan.actions:
         return "the plan targets nothing (empty target set); aborted before anything ran"
     if len(hosts) > max_hosts:
         return f"the plan touches {len(hosts)} hosts, more than the cap of {max_hosts}"
@@ -100,12 +101,11 @@ def _acted_since(tags: list[str], since: datetime) -> list[Any]:
     return [r for r in runs if r.id != me]
 
 
-def check(plan: Plan, inv: Inventory) -> Outcome | None:
-    """Every rail for ``plan``; an Outcome means: do not act (the reason is in it)."""
+def check(plan: Plan, inv: Inventory) -> Verdict | None:
+    """Every rail for ``plan``; a Verdict means: do not act (the reason is in it)."""
     if state := frozen():
-        return Outcome(
-            outcome="frozen",
-            ok=False,
+        return Verdict(
+            outcome=Outcome.frozen,
             message=(
                 f"the kill switch is on (by {state.get('by')}: {state.get('reason')}); "
                 "the plan was made and notified, nothing was run"
@@ -113,7 +113,7 @@ def check(plan: Plan, inv: Inventory) -> Outcome | None:
         )
     policy = inv.rails_policy(plan.plan.value)
     if why := blast_radius(plan, inv, policy.max_hosts_per_run, policy.max_group_percent):
-        return Outcome(outcome="blast_radius", ok=False, message=why)
+        return Verdict(outcome=Outcome.blast_radius, message=why)
     now = datetime.now(UTC)
     mine = [f"plan:{plan.plan.value}", f"target:{tag_value(plan.target)}"]
     # One query for this target's history; the cooldown and the flap window filter it.
@@ -126,9 +126,8 @@ def check(plan: Plan, inv: Inventory) -> Outcome | None:
         return [r for r in history if r.start_time is not None and r.start_time >= since]
 
     if policy.cooldown_s and within(policy.cooldown_s):
-        return Outcome(
-            outcome="cooldown",
-            ok=False,
+        return Verdict(
+            outcome=Outcome.cooldown,
             message=(
                 f"{plan.target} was remediated less than {policy.cooldown_s:.0f}s ago; "
                 "not acting again — a human should look"
@@ -136,9 +135,8 @@ def check(plan: Plan, inv: Inventory) -> Outcome | None:
         )
     recent = within(policy.flap_window_s)
     if len(recent) + 1 > policy.flap_count:
-        return Outcome(
-            outcome="flapping",
-            ok=False,
+        return Verdict(
+            outcome=Outcome.flapping,
             message=(
                 f"{plan.target} was remediated {len(recent)} times in the last "
                 f"{policy.flap_window_s:.0f}s; the flap breaker stops the automation"
@@ -146,9 +144,8 @@ def check(plan: Plan, inv: Inventory) -> Outcome | None:
         )
     window = _acted_since([], now - timedelta(seconds=policy.window_s))
     if len(window) + 1 > policy.max_runs_per_window:
-        return Outcome(
-            outcome="rate_capped",
-            ok=False,
+        return Verdict(
+            outcome=Outcome.rate_capped,
             message=(
                 f"{len(window)} remediations in the last {policy.window_s:.0f}s reached the cap "
                 f"of {policy.max_runs_per_window}; not acting"
@@ -212,7 +209,7 @@ def live_holder(client: Any, target: str, me: str | None) -> str:
     from prefect.client.schemas.filters import FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
 
-    from tasks.liveness import is_alive
+    from tasks.facts.liveness import is_alive
 
     runs = client.read_flow_runs(
         flow_run_filter=FlowRunFilter(
@@ -246,13 +243,13 @@ def target_lock(target: str, wait_s: float = 90.0, try_s: float = 5.0) -> Iterat
     retries through an API outage; if that fails too, the reconciler releases it once
     this run is final."""
     from prefect.client.schemas.objects import ConcurrencyLeaseHolder
-    from prefect.concurrency._leases import maintain_concurrency_lease
-    from prefect.concurrency._sync import (
-        acquire_concurrency_slots_with_lease,
-        release_concurrency_slots_with_lease,
-    )
 
-    from tasks.prefect_api import retry_api
+    from tasks.prefect_api import (
+        acquire_slots_with_lease,
+        maintain_lease,
+        release_slots_with_lease,
+        retry_api,
+    )
 
     name = lock_name(target)
     ctx = FlowRunContext.get()
@@ -262,7 +259,7 @@ def target_lock(target: str, wait_s: float = 90.0, try_s: float = 5.0) -> Iterat
         retry_api(lambda: ensure_limit(client, name), f"lock of {target}", wait_s)
         while True:
             try:
-                got = acquire_concurrency_slots_with_lease(
+                got = acquire_slots_with_lease(
                     [name], 1, timeout_seconds=try_s, strict=True, lease_duration=LEASE_S,
                     holder=ConcurrencyLeaseHolder(type="flow_run", id=UUID(run_id))
                     if run_id else None,
@@ -289,14 +286,12 @@ def target_lock(target: str, wait_s: float = 90.0, try_s: float = 5.0) -> Iterat
     if run_id:
         retry_api(lambda: tag_run(f"{LEASE_TAG}{got.lease_id}"), "tag the lease", 30)
     try:
-        with maintain_concurrency_lease(
-            got.lease_id, LEASE_S, raise_on_lease_renewal_failure=False
-        ):
+        with maintain_lease(got.lease_id, LEASE_S, raise_on_lease_renewal_failure=False):
             yield LockState(held=True)
     finally:
         try:
             retry_api(
-                lambda: release_concurrency_slots_with_lease(got.lease_id),
+                lambda: release_slots_with_lease(got.lease_id),
                 f"release the lock of {target}",
             )
         except Exception as exc:  # noqa: BLE001 - the reconciler releases it (run final)

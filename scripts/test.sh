@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tests: setup, lint, then the whole suite against real sshd, Prefect and Alertmanager.
+# The tests: setup, lint, types (mypy), then the whole suite against real sshd, Prefect and Alertmanager.
 # pytest's exit code 5 (no tests collected) is a failure here like any other non-zero code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,4 +7,5 @@ scripts/setup.sh
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -44,7 +44,7 @@ ROUTES: dict[str, tuple[RoleName, ...]] = {
     "failure": tuple(R),
     "drill_failed": (R.command_center, R.operations, R.tech_support),
     "runbook_notice": (R.operations,),
-    # the automation's own failures (contingency/reconciler.py, contingency/supervisor.py)
+    # the automation's own failures (contingency/runtime/reconciler.py, .../supervisor.py)
     "incident_interrupted": (R.command_center, R.operations, R.tech_support),
     "component_restarted": (R.command_center, R.operations),
 }

@@ -3,17 +3,37 @@
 The end of an incident — releasing its target lock, publishing its report, tagging it —
 must not be lost because the server was restarting at that moment: these calls retry
 for a bounded time and then raise, so the reconciler finishes the story instead.
+
+This is also the one module that touches Prefect's private API (``prefect.*._*``):
+the leased concurrency slots behind target locks and the reconciler's mutex. The thin
+wrappers below keep that dependency in one place; elsewhere, import them (and
+``get_client``) from here.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
+from uuid import UUID
 
 import httpx
+from prefect.client.orchestration import get_client
 from prefect.exceptions import PrefectHTTPStatusError
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+    from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
+
+__all__ = [
+    "acquire_slots_with_lease",
+    "get_client",
+    "maintain_lease",
+    "release_slots_with_lease",
+    "retry_api",
+]
 
 log = logging.getLogger("contingency.api")
 T = TypeVar("T")
@@ -40,3 +60,53 @@ def retry_api(fn: Callable[[], T], what: str, timeout_s: float = 120.0) -> T:
                 raise
             log.warning("%s: Prefect API unreachable (%s); retrying", what, type(exc).__name__)
             time.sleep(2)
+
+
+# -- Prefect's private concurrency-lease API (prefect.concurrency._sync / ._leases) -------
+# Imported when called, as before: the private modules load Prefect's concurrency
+# machinery, which most importers of this module never use.
+
+
+def acquire_slots_with_lease(
+    names: list[str],
+    slots: int,
+    *,
+    timeout_seconds: float | None = None,
+    strict: bool = False,
+    lease_duration: float = 300,
+    holder: ConcurrencyLeaseHolder | None = None,
+    suppress_warnings: bool = False,
+) -> ConcurrencyLimitWithLeaseResponse:
+    """Take ``slots`` of each named concurrency limit as a lease (``TimeoutError`` when
+    none frees within ``timeout_seconds``); the response's ``lease_id`` releases it."""
+    from prefect.concurrency._sync import acquire_concurrency_slots_with_lease
+
+    return acquire_concurrency_slots_with_lease(
+        names,
+        slots,
+        timeout_seconds=timeout_seconds,
+        strict=strict,
+        lease_duration=lease_duration,
+        holder=holder,
+        suppress_warnings=suppress_warnings,
+    )
+
+
+def release_slots_with_lease(lease_id: UUID) -> None:
+    """Give back the slots held by a lease (raises if it is already gone)."""
+    from prefect.concurrency._sync import release_concurrency_slots_with_lease
+
+    release_concurrency_slots_with_lease(lease_id)
+
+
+@contextmanager
+def maintain_lease(
+    lease_id: UUID, lease_duration: float, raise_on_lease_renewal_failure: bool = False
+) -> Iterator[None]:
+    """Renew a lease in the background for as long as the block runs."""
+    from prefect.concurrency._leases import maintain_concurrency_lease
+
+    with maintain_concurrency_lease(
+        lease_id, lease_duration, raise_on_lease_renewal_failure=raise_on_lease_renewal_failure
+    ):
+        yield

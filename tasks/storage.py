@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from urllib3.exceptions import HTTPError
 
 from inventory.datasets import BackupLocation
-from inventory.errors import ChecksumMismatch, ContingencyError, ObjectMissing, StorageError  # noqa: F401 - re-exported
+from inventory.errors import ChecksumMismatch, ObjectMissing, StorageError
 from inventory.secrets import resolve_secret
 from inventory.settings import Settings
 
@@ -112,7 +112,8 @@ class Store:
         self, key: str, src: IO[bytes], *, source_host: str, source_path: str, fmt: str
     ) -> Manifest:
         """Multipart-upload ``src`` in PART_SIZE parts (bounded memory), then the manifest."""
-        t0, digest, size, parts = time.monotonic(), hashlib.sha256(), 0, []
+        t0, digest, size = time.monotonic(), hashlib.sha256(), 0
+        parts: list[dict[str, Any]] = []
         try:
             up = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)
             uid = up["UploadId"]

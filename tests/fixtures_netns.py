@@ -52,7 +52,11 @@ def netns_capable() -> None:
 
 def write_inventory(path: Path, sections: dict[str, Any]) -> Inventory:
     path.mkdir(parents=True, exist_ok=True)
-    (path / "lab.yaml").write_text(yaml.safe_dump({**sections, "routing": ROUTING}))
+    # the session's one Prefect server holds every other test's remediations: no rate
+    # cap or cooldown from those here (tests/faults/test_rails.py covers the rails)
+    rails = {"default": {"cooldown_s": 0, "flap_count": 100, "max_runs_per_window": 100000}}
+    doc = {"rails": rails, **sections, "routing": ROUTING}
+    (path / "lab.yaml").write_text(yaml.safe_dump(doc))
     return load_inventory(path)
 
 
@@ -62,7 +66,7 @@ def network_lab(
 ) -> Iterator[tuple[NetworkLab, Inventory]]:
     """A router with two uplinks and its inventory (hosts, links, routing)."""
     _need_root()
-    from tasks.ssh import close_all
+    from tasks.ssh.run import close_all
 
     lab = NetworkLab.create(tmp_path / "net", ssh_client_key.public)
     try:
@@ -79,7 +83,7 @@ def hardware_lab(
 ) -> Iterator[tuple[HardwareLab, Inventory]]:
     """A LAN with a switch, hw-a (running ``portal`` at the VIP) and standby hw-b."""
     _need_root()
-    from tasks.ssh import close_all
+    from tasks.ssh.run import close_all
 
     lab = HardwareLab.create(tmp_path / "hw", ssh_client_key.public)
     try:

@@ -59,7 +59,7 @@ def ssh_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 @pytest.fixture
 def sshd(tmp_path: Path, ssh_client_key: ClientKey, ssh_home: Path) -> Iterator[SshdServer]:
     """sshd on 127.0.0.1 (free port) accepting ``ssh_client_key``; stopped afterwards."""
-    from tasks.ssh import close_all
+    from tasks.ssh.run import close_all
 
     server = SshdServer(tmp_path / "sshd", authorized_keys=[ssh_client_key.public])
     try:

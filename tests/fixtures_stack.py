@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from contingency.processes import free_port
+from contingency.runtime.processes import free_port
 from inventory.settings import Settings, get_settings
 
 CLI = [sys.executable, "-m", "contingency"]
@@ -75,7 +75,7 @@ def start_stack(state_dir: Path, database_url: str | None = None) -> Stack:
     if proc.returncode != 0:
         subprocess.run([*CLI, "down", "--state-dir", str(state_dir)], env=env, timeout=120)
         raise RuntimeError(f"contingency up failed:\n{proc.stdout}\n{proc.stderr}")
-    from contingency.stack import read_stack
+    from contingency.runtime.stack import read_stack
 
     info = read_stack(Settings(state_dir=state_dir))
     token = (state_dir / "secrets" / "webhook-token").read_text().strip()
@@ -93,7 +93,7 @@ def stop_stack(state_dir: Path) -> None:
 def pointed_at(stack: Stack) -> Iterator[Stack]:
     """This process's Prefect client and ``CONTINGENCY_*`` settings on ``stack``; the
     environment is put back afterwards."""
-    from contingency.stack import stack_client
+    from contingency.runtime.stack import stack_client
 
     keys = ("PREFECT_API_URL", "CONTINGENCY_STATE_DIR", "CONTINGENCY_INVENTORY")
     saved = {k: os.environ.get(k) for k in keys}

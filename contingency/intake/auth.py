@@ -17,11 +17,9 @@ from collections.abc import Sequence
 
 from pydantic import SecretStr
 
+from inventory.errors import SignatureError
+
 SKEW_SECONDS = 300
-
-
-class SignatureError(Exception):
-    """A signature that does not verify; the message is safe to return to the caller."""
 
 
 def _digest(secret: SecretStr, message: bytes) -> str:

@@ -6,11 +6,9 @@ import math
 import time
 from collections.abc import AsyncIterator
 
+from inventory.errors import BodyTooLarge
+
 MAX_BODY_BYTES = 256 * 1024
-
-
-class BodyTooLarge(Exception):
-    """The body is over the limit (declared by Content-Length or seen while streaming)."""
 
 
 async def read_limited(

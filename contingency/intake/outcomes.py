@@ -9,13 +9,17 @@ feeds ``IntakeMetrics``::
     await outcomes.refresh(client)      # in the /metrics handler; cheap when fresh
 
 - ``contingency_incidents_outcome_total{plan,outcome}``: ``plan`` from the run's
-  ``plan:<name>`` tag (``unroutable`` without one); ``outcome`` from the report artifact's
-  description (``recovered``, ``not_approved`` ...) or else the final state's name.
+  ``plan:<name>`` tag (``unroutable`` without one); ``outcome`` (an ``Outcome``:
+  ``recovered``, ``not_approved`` ...) from the run's typed summary
+  (tasks/report/summary.py), or, for a run without one (older, or it died before
+  writing it), from its final state: ``interrupted``, ``crashed``, else ``Outcome.parse``
+  of the state's name. The report written for people is never parsed.
 - ``contingency_remediation_duration_seconds{plan}``: the run's time in Running (Prefect's
   ``total_run_time``; gate waits excluded).
 - ``contingency_gate_wait_seconds{plan,decision}``: time spent Paused; ``decision`` is
-  ``approved`` unless the outcome says the plan never ran (``not_approved``, ``rejected``,
-  ``cleared``).
+  ``approved`` if the summary says the last gate was approved, else the outcome when
+  nothing ran (``NEVER_RAN``: ``not_approved``, ``rejected``, ``cleared``,
+  ``interrupted`` ...), else ``approved``.
 
 Each replica counts every finished incident once (from the start of history at its first
 scrape), so replicas agree; a run whose end time is older than the last read but that
@@ -33,9 +37,6 @@ from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
-    ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterEndTime,
     FlowRunFilterState,
@@ -46,9 +47,10 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
 from contingency.intake.metrics import IntakeMetrics
+from inventory.outcomes import NEVER_RAN, Outcome
+from tasks.report.summary import IncidentSummary, aread_summaries, state_outcome
 
 FINAL = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
-NEVER_RAN = {"not_approved", "rejected", "cleared"}
 PAGE = 200
 
 
@@ -56,12 +58,16 @@ def plan_label(tags: Sequence[str]) -> str:
     return next((t.removeprefix("plan:") for t in tags if t.startswith("plan:")), "unroutable")
 
 
-def outcome_label(state_name: str, description: str | None) -> str:
-    """``recovered: web answers again`` → ``recovered``; else the state name."""
-    head = (description or "").split(":", 1)[0].strip()
-    if head and head.replace("_", "").isalnum() and head.islower():
-        return head
-    return state_name.lower()
+def run_outcome(state: Any, summary: IncidentSummary | None) -> Outcome:
+    """The summary's outcome; without a summary, the one the final state implies."""
+    return summary.outcome if summary is not None else state_outcome(state)
+
+
+def gate_decision(outcome: Outcome, summary: IncidentSummary | None) -> str:
+    """How the wait at the gate(s) ended, for ``contingency_gate_wait_seconds``."""
+    if summary is not None and summary.gates and summary.gates[-1] == "approved":
+        return "approved"
+    return outcome.value if outcome in NEVER_RAN else "approved"
 
 
 def paused_seconds(states: Sequence[Any]) -> float:
@@ -118,29 +124,18 @@ class IncidentOutcomes:
             offset += PAGE
 
     async def _record(self, client: PrefectClient, runs: list[FlowRun]) -> None:
-        reports: dict[UUID, str | None] = {}
-        for i in range(0, len(runs), 50):
-            ids = [r.id for r in runs[i : i + 50]]
-            arts = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=ids),
-                    key=ArtifactFilterKey(like_="incident-"),
-                ),
-                limit=PAGE,
-            )
-            for a in arts:
-                if a.flow_run_id and a.key == f"incident-{a.flow_run_id}":
-                    reports[a.flow_run_id] = a.description
+        summaries = await aread_summaries(client, [str(r.id) for r in runs])
         for run in runs:
             plan = plan_label(run.tags)
-            name = run.state.name if run.state else "unknown"
-            outcome = outcome_label(name, reports.get(run.id))
-            self.metrics.incident_outcome(plan, outcome)
+            summary = summaries.get(str(run.id))
+            outcome = run_outcome(run.state, summary)
+            self.metrics.incident_outcome(plan, outcome.value)
             if plan != "unroutable":
                 self.metrics.observe_remediation(plan, run.total_run_time.total_seconds())
-            wall = (run.end_time - run.start_time).total_seconds() if run.start_time else 0.0
+            ended, started = run.end_time, run.start_time
+            wall = (ended - started).total_seconds() if ended and started else 0.0
             if wall - run.total_run_time.total_seconds() > 1.0:  # it waited somewhere
                 waited = paused_seconds(await client.read_flow_run_states(run.id))
                 if waited > 0:
-                    decision = outcome if outcome in NEVER_RAN else "approved"
+                    decision = gate_decision(outcome, summary)
                     self.metrics.observe_gate_wait(plan, decision, waited)

@@ -11,7 +11,7 @@ first byte of a keep-alive request) is answered ``408``. After such an answer th
 connection is half-closed and what the client still sends is read and dropped for at
 most ``LINGER_S`` (so it gets the answer instead of a reset), then closed.
 
-The stack starts the intake with it (``contingency/stack.py``)::
+The stack starts the intake with it (``contingency/runtime/stack.py``)::
 
     uvicorn --http contingency.intake.protocol:GuardedHttpTools ...
 

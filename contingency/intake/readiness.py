@@ -26,18 +26,12 @@ from typing import Any
 
 from prefect.client.schemas.objects import Worker, WorkerStatus
 
+from inventory.errors import CheckFailed
+
 Check = Callable[[], Awaitable[str]]
 HEARTBEAT_S = 90.0
 """A worker whose last heartbeat is younger than this counts as live (Prefect workers beat
 every 30 s by default)."""
-
-
-class CheckFailed(Exception):
-    """A check failed; ``detail`` is safe to show to an unauthenticated prober."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 def is_live(worker: Worker, now: datetime, heartbeat_s: float = HEARTBEAT_S) -> bool:

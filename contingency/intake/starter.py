@@ -2,7 +2,7 @@
 
 A re-sent firing alert whose incident *ended without handling it* (Crashed, or
 Interrupted at a gate) is never swallowed: the intake starts a successor run whose
-idempotency key is derived from the dead run (``contingency.incident_runs``), so every
+idempotency key is derived from the dead run (``contingency.runtime.incident_runs``), so every
 replica, and the reconciler, agree on one successor.
 """
 
@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from uuid import UUID
 
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -23,11 +23,17 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 
-from contingency.incident_runs import MAX_SUCCESSORS, ended_unhandled, generation, successor_key
 from contingency.intake.dedup import AnsweredCache
 from contingency.intake.schemas import IncidentRef
+from contingency.runtime.incident_runs import (
+    MAX_SUCCESSORS,
+    ended_unhandled,
+    generation,
+    successor_key,
+)
 from inventory.alert import Alert
-from tasks.gate_watch import RESOLVED_TAG
+from tasks.gate.watch import RESOLVED_TAG
+from tasks.prefect_api import get_client
 
 log = logging.getLogger("contingency.intake")
 SUCCESSOR_TAG = "successor-of:"

@@ -65,7 +65,7 @@ def seed_backups(settings: Settings, inv_dir: Path) -> list[str]:
     """One backup of each lab dataset (skipped for datasets that already have one)."""
     from flows.backup import take_backup
     from inventory.loader import load_inventory
-    from tasks.ssh import SSHConnection
+    from tasks.ssh.run import SSHConnection
     from tasks.storage import Store
 
     inv = load_inventory(inv_dir)

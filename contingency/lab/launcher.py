@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from contingency.lab.sshd import SshdServer, generate_client_key
-from contingency.processes import alive
+from contingency.runtime.processes import alive
 from inventory.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "inventory" / "examples" / "lab"
@@ -170,7 +170,7 @@ def stop_lab(settings: Settings) -> list[str]:
 
 
 def _stop_pidfiles(pidfiles: list[Path]) -> None:
-    from contingency.processes import stop_pids
+    from contingency.runtime.processes import stop_pids
 
     pids = []
     for pidfile in pidfiles:
@@ -218,7 +218,7 @@ LAB_CHANNELS = {
 
 def start_inbox(settings: Settings) -> int:
     """Start the lab's notification inbox and point the lab's channel secrets at it."""
-    from contingency.processes import free_port, spawn
+    from contingency.runtime.processes import free_port, spawn
 
     port = free_port()
     run_dir = settings.lab_dir / "run"

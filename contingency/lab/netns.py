@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-MGMT_RANGE = ipaddress.ip_network("192.0.2.0/24")
+MGMT_RANGE = ipaddress.IPv4Network("192.0.2.0/24")
 PREFIX = "cg"
 
 

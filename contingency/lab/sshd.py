@@ -4,10 +4,11 @@ Runs as root (any user may log in with an authorized key) or as an ordinary user
 (then sshd can log only that same user in). Everything it needs — host key, config,
 authorized_keys, pid file, log — lives in ``base_dir``.
 
-Example:
-    >>> pub = generate_client_key(tmp / "id_ed25519")
-    >>> with SshdServer(tmp / "sshd", authorized_keys=[pub]) as server:
-    ...     print(server.port, server.known_hosts_line)
+Example (starts a real sshd)::
+
+    pub = generate_client_key(tmp / "id_ed25519")
+    with SshdServer(tmp / "sshd", authorized_keys=[pub]) as server:
+        print(server.port, server.known_hosts_line)
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from contingency.gates import decide, open_gates
+from contingency.cli.gates import decide, open_gates
 from contingency.lab.launcher import crash_service, labctl, service_host
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from tests.faults.test_reliability import _alert, _lock_free, _report, _restarts, _run
 from tests.fixtures_stack import (
     Stack,

@@ -1,5 +1,5 @@
 """Attacks on the request head and on the rate limit, against real intake processes
-started with the uvicorn argv ``contingency up`` uses (``contingency.stack._argvs``:
+started with the uvicorn argv ``contingency up`` uses (``contingency.runtime.stack._argvs``:
 the guarded httptools protocol, ``contingency/intake/protocol.py``).
 
 The head attacks never get past the request line and headers, so that intake's Prefect
@@ -22,8 +22,8 @@ from threading import Event
 import pytest
 import requests
 
-from contingency.processes import StartupError, free_port, http_ok, wait_until
-from contingency.stack import _argvs
+from contingency.runtime.processes import StartupError, free_port, http_ok, wait_until
+from contingency.runtime.stack import _argvs
 from inventory.settings import Settings
 from tests.fixtures_stack import Stack
 

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import requests
 
-from contingency.alerts import alertmanager_payload
+from contingency.cli.alerts import alertmanager_payload
 from contingency.intake.schemas import fingerprint_of
 from contingency.lab.launcher import crash_service
-from contingency.stack import restart
-from contingency.waiting import wait_for_run
+from contingency.runtime.stack import restart
+from contingency.runtime.waiting import wait_for_run
 from inventory.loader import load_inventory
 from tests.fixtures_stack import Stack, service_pid, wait_for
 
@@ -418,7 +418,7 @@ def test_prefect_unreachable_answers_503_so_the_sender_retries(lab_stack: Stack)
     import subprocess
     import sys
 
-    from contingency.processes import free_port
+    from contingency.runtime.processes import free_port
 
     port, dead = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}

@@ -12,9 +12,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.exceptions import PrefectHTTPStatusError
 
-from contingency.gates import decide, open_gates
+from contingency.cli.gates import decide, open_gates
 from contingency.lab.launcher import crash_service, labctl, service_host
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from remediations import rails
 from tests.faults.test_reliability import _alert, _cancel_open, _report, _restarts
 from tests.fixtures_stack import Stack, approval_code, wait_for

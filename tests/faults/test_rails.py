@@ -161,12 +161,12 @@ def test_empty_or_over_broad_target_sets_abort() -> None:
     inv = Inventory()
     empty = Plan(plan=PlanName.software_crash, target="x")
     assert "empty target set" in (rails.blast_radius(empty, inv, 5, 50) or "")
-    from remediations.plan import Action
+    from remediations.plan import SshAction
 
     broad = Plan(
         plan=PlanName.software_crash,
         target="x",
-        actions=[Action(host=f"h{i}", command="true") for i in range(6)],
+        actions=[SshAction(host=f"h{i}", command="true") for i in range(6)],
     )
     assert "6 hosts" in (rails.blast_radius(broad, inv, 5, 50) or "")
 

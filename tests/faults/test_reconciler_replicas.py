@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.states import Crashed, Scheduled
 
 from contingency.lab.inbox import read
-from contingency.reconciler import Reconciler
+from contingency.runtime.reconciler import Reconciler
 from inventory.alert import Alert
 from tests.fixtures_stack import Stack, wait_for
 

@@ -25,11 +25,13 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 
-from contingency.alerts import alertmanager_payload
-from contingency.gates import decide, open_gates
+from contingency.cli.alerts import alertmanager_payload
+from contingency.cli.gates import decide, open_gates
 from contingency.lab.inbox import read
 from contingency.lab.launcher import crash_service, labctl, service_host
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
+from inventory.outcomes import Outcome
+from tasks.report.summary import read_summaries
 from tests.fixtures_stack import (
     Stack,
     approval_code,
@@ -39,7 +41,7 @@ from tests.fixtures_stack import (
     wait_for,
 )
 
-DEAD_AFTER = 45  # tasks/liveness.DEAD_AFTER_S: beats every 10 s (Prefect's own every 30 s)
+DEAD_AFTER = 45  # tasks/facts/liveness.DEAD_AFTER_S: beats every 10 s (Prefect's own every 30 s)
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +184,14 @@ def test_flow_process_killed_at_the_gate_is_reported_and_the_gate_reopened(
     assert "The lock of report was released" in text and successor in text
     assert "started again" in _artifact(run_id)
     _paged(stack, "INTERRUPTED: ServiceDown on report")
+    # the reconciler's typed summary: what stats and /metrics count
+    with get_client(sync_client=True) as client:
+        facts = read_summaries(client, [run_id])[run_id]
+    assert (facts.outcome, facts.plan, facts.target) == (
+        Outcome.interrupted,
+        "software_crash",
+        "report",
+    )
     # The gate is asked again (new codes), listed as live, and an approval acts once.
     _at_gate(successor, 60)
     assert next(g for g in open_gates() if g.flow_run_id == successor).live
@@ -222,6 +232,9 @@ def test_run_the_worker_cannot_start_is_reported_paged_and_retried(stack: Stack)
         text = _report(stack, run_id)
         assert "before it started" in text and "started again" in text
         _paged(stack, "INTERRUPTED: ServiceDown on web")
+        with get_client(sync_client=True) as client:
+            facts = read_summaries(client, [run_id])[run_id]
+        assert facts.outcome is Outcome.interrupted and facts.plan == "unroutable", facts
         # the chain of successors (a few may have crashed too before the directory came
         # back) ends in one that recovered web
         current = _successor(dead)
@@ -379,7 +392,7 @@ def test_forced_running_at_the_gate_is_reported_interrupted_and_can_be_reopened(
     the command center again and an approval then acts once."""
     from prefect.states import Running
 
-    from contingency.gates import reopen
+    from contingency.cli.gates import reopen
 
     run_id = _alert(stack, "report")
     _at_gate(run_id)

@@ -25,9 +25,9 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Crashed
 
-from contingency.incident_runs import INTERRUPTED, MAX_SUCCESSORS, successor_key
 from contingency.intake.schemas import fingerprint_of
-from contingency.waiting import wait_for_run
+from contingency.runtime.incident_runs import INTERRUPTED, MAX_SUCCESSORS, successor_key
+from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack
 from tests.integration.test_intake_readiness import intake_process
 

@@ -24,17 +24,16 @@ from prefect import flow
 from contingency.lab.sshd import SshdServer
 from flows.incident import IncidentResult, incident
 from inventory.alert import Alert
-from inventory.errors import CommandError
 from inventory.loader import load_inventory
-from inventory.models import Host, Inventory, PlanName
+from inventory.models import Host, Inventory, PlanName, RailsPolicy
 from inventory.routing import RouteDecision
 from inventory.settings import get_settings
+from remediations import executor
 from remediations.context import IncidentContext
-from remediations.plan import Action, Plan
-from remediations.software_crash import apply_plan
-from tasks.report import OUTCOME_UNKNOWN, Timeline, render_report
-from tasks.ssh import close_all, get_connection, run_ssh
-from tasks.ssh_models import LOST_MID_COMMAND, CommandResult
+from remediations.plan import Plan, SshAction
+from tasks.report.render import OUTCOME_UNKNOWN, Timeline, render_report
+from tasks.ssh.models import LOST_MID_COMMAND, CommandResult
+from tasks.ssh.run import close_all, get_connection, run_ssh
 from tests.fixtures_ssh import ClientKey, kill_processes_mentioning, kill_sshd_sessions
 
 pytestmark = pytest.mark.integration
@@ -231,8 +230,8 @@ def test_restart_with_sshd_killed_reprobes_and_recovers_when_the_service_answers
         tmp_path, ssh_host, sshd, sleeper, monkeypatch, restart_heals=True
     )
     assert outcome == "recovered" and state_name != "Escalated"
-    assert "outcome unknown" in report and "answers its health check" in report
-    assert "not restarting again" in report
+    assert "outcome unknown" in report and "the check passes" in report
+    assert "not acting again" in report
     assert took < 20, f"the incident waited {took:.1f}s for the dead connection"
 
 
@@ -248,7 +247,7 @@ def test_restart_with_sshd_killed_escalates_when_the_service_stays_down(
         tmp_path, ssh_host, sshd, sleeper, monkeypatch, restart_heals=False
     )
     assert outcome == "outcome_unknown" and state_name == "Escalated"
-    assert "still unhealthy on re-probe" in report and "Not restarting again blindly" in report
+    assert "the check still fails" in report and "Not acting again blindly" in report
     assert took < 20, f"the incident waited {took:.1f}s for the dead connection"
 
 
@@ -271,27 +270,32 @@ def test_a_command_that_raises_after_it_was_sent_is_still_recorded(
             key_secret=ssh_client_key.secret_name,
             host_key=server.host_key_line,
         )
-        inv = Inventory(hosts={"box": host})
+        # the session's server holds other tests' remediations of "app": no cooldown here
+        free = RailsPolicy(cooldown_s=0, flap_count=100, max_runs_per_window=100000)
+        inv = Inventory(hosts={"box": host}, rails={"default": free})
         plan = Plan(
             plan=PlanName.software_crash,
             target="app",
-            actions=[Action(host="box", command="echo first"), Action(host="box", command="x")],
+            actions=[
+                SshAction(host="box", command="echo first"),
+                SshAction(host="box", command="x"),
+            ],
         )
-        recorded: list[CommandResult] = []
+        ctx = _context(tmp_path, host)
+        ctx.inv = inv
 
         @flow
-        def restart() -> list[CommandResult]:
-            return apply_plan(plan, inv, on_result=recorded.append)
+        def restart() -> object:
+            return executor.execute(ctx, plan)
 
         try:
-            with pytest.raises(CommandError, match=r"timeout\(1\) from coreutils is missing"):
-                restart()
+            verdict = restart()
         finally:
             close_all()
-    assert [r.command for r in recorded] == ["echo first"], "recorded once, then stopped"
-    assert recorded[0].exit_code == 127 and recorded[0].outcome == "failed"
-    assert "timeout" in recorded[0].stderr_tail
-    ctx = _context(tmp_path, host)
-    ctx.record(recorded)
+    assert getattr(verdict, "outcome", None) == "failed" and not getattr(verdict, "ok", True)
+    assert "timeout(1) from coreutils is missing" in getattr(verdict, "message", "")
+    assert [c["command"] for c in ctx.commands] == ["echo first"], "recorded once, then stopped"
+    assert ctx.commands[0]["exit_code"] == 127 and ctx.steps[0].outcome == "failed"
+    assert "timeout" in str(ctx.commands[0]["stderr_tail"])
     report = render_report("t", {}, ctx.timeline, ctx.commands)
     assert "No command was run." not in report and "| 127 |" in report

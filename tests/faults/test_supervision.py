@@ -1,6 +1,6 @@
 """Fault: a component of the stack dies (kill -9), or the whole machine loses power.
 
-The supervisor (contingency/supervisor.py) restarts a dead component within seconds
+The supervisor (contingency/runtime/supervisor.py) restarts a dead component within seconds
 and pages the command center; ``contingency down`` leaves no process behind, flow runs
 waiting at a gate included; ``contingency up`` starts cleanly over a stack whose
 processes all died at once. Each scenario runs on its own stack (its own state dir):
@@ -24,13 +24,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from contingency.alerts import alertmanager_payload
-from contingency.gates import open_gates
+from contingency.cli.alerts import alertmanager_payload
+from contingency.cli.gates import open_gates
 from contingency.lab.inbox import read
 from contingency.lab.launcher import crash_service
-from contingency.processes import alive, has_env, processes_with_env
-from contingency.stack import stack_client
-from contingency.waiting import wait_for_run
+from contingency.runtime.processes import alive, has_env, processes_with_env
+from contingency.runtime.stack import stack_client
+from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack, start_stack, stop_stack, wait_for
 
 COMPONENTS = ["server", "forkserver", "worker", "intake", "reconciler", "supervisor"]
@@ -215,7 +215,7 @@ def test_up_after_a_power_loss(tmp_path: Path) -> None:
 
 def _fake_stack(tmp_path: Path) -> tuple[Path, dict[str, str], list[str]]:
     """A state dir whose one supervised component, `reconciler`, is a sleeping python."""
-    from contingency.stack import record_env
+    from contingency.runtime.stack import record_env
 
     run_dir = tmp_path / "run"
     run_dir.mkdir(parents=True)
@@ -235,8 +235,8 @@ def _fake_stack(tmp_path: Path) -> tuple[Path, dict[str, str], list[str]]:
 def test_supervisor_keeps_trying_while_the_disk_is_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from contingency import supervisor
-    from contingency.processes import spawn
+    from contingency.runtime import supervisor
+    from contingency.runtime.processes import spawn
 
     run_dir, env, argv = _fake_stack(tmp_path)
     assert (run_dir / "env.json").stat().st_mode & 0o777 == 0o600
@@ -295,8 +295,8 @@ def _fake_marks(tmp_path: Path) -> dict[str, str]:
 def test_down_stops_what_outlived_its_group_leader_and_spares_strangers(
     tmp_path: Path,
 ) -> None:
-    from contingency.processes import spawn
-    from contingency.stack import down
+    from contingency.runtime.processes import spawn
+    from contingency.runtime.stack import down
     from inventory.settings import Settings
 
     run_dir, env, _ = _fake_stack(tmp_path)

@@ -11,9 +11,9 @@ import os
 import signal
 import time
 
-from contingency.gates import decide, open_gates
+from contingency.cli.gates import decide, open_gates
 from contingency.lab.launcher import crash_service, labctl, service_host
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from tests.faults.test_reliability import _alert, _cancel_open, _lock_free, _restarts, _run
 from tests.fixtures_stack import Stack, approval_code, wait_for
 

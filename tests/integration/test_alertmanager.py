@@ -14,8 +14,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
 from contingency.lab.launcher import crash_service
-from contingency.processes import free_port, http_ok, stop_pid, wait_until
-from contingency.waiting import wait_for_run
+from contingency.runtime.processes import free_port, http_ok, stop_pid, wait_until
+from contingency.runtime.waiting import wait_for_run
 from inventory.loader import load_inventory
 from tests.fixtures_stack import Stack, service_pid, wait_for
 

@@ -14,7 +14,7 @@ from flows.backup import take_backup
 from inventory.datasets import BackupLocation, Dataset
 from inventory.models import Host
 from inventory.settings import Settings
-from tasks.ssh import SSHConnection
+from tasks.ssh.run import SSHConnection
 from tasks.storage import Store
 
 pytestmark = pytest.mark.integration

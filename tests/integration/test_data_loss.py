@@ -20,10 +20,10 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from contingency.alerts import alertmanager_payload
-from contingency.gates import decide, open_gates
+from contingency.cli.alerts import alertmanager_payload
+from contingency.cli.gates import decide, open_gates
 from contingency.lab.inbox import read
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from inventory.loader import load_inventory
 from tasks.storage import MANIFEST_SUFFIX, Store
 from tests.fixtures_stack import Stack, person_codes, wait_for
@@ -84,7 +84,7 @@ def _report(stack: Stack, run_id: str) -> str:
 def report_db(lab_stack: Stack) -> Iterator[tuple[Path, Store, list[str]]]:
     """The lab's report-db with two restore points (the seeded one and a newer one)."""
     from flows.backup import take_backup
-    from tasks.ssh import SSHConnection
+    from tasks.ssh.run import SSHConnection
 
     inv = load_inventory(lab_stack.inventory)
     store, ds = _store(lab_stack, "report-db")

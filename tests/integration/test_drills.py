@@ -19,7 +19,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.deployments import run_deployment
 
 from contingency.lab.inbox import read
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,9 @@ import uuid
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
-from contingency.alerts import alertmanager_payload
+from contingency.cli.alerts import alertmanager_payload
 from contingency.lab.launcher import crash_service
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from inventory.loader import load_inventory
 from tests.fixtures_stack import Stack, service_pid, wait_for
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from contingency.stack import stack_client
-from contingency.waiting import wait_for_run
+from contingency.runtime.stack import stack_client
+from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack, start_stack, stop_stack, wait_for
 
 

@@ -13,7 +13,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.deployments import run_deployment
 
 from contingency.lab.inbox import read
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 
 from inventory.models import GatePolicy, Inventory, Person, RoleName
-from tasks.approval import GateResult, request_approval
-from tasks.gate_watch import RESOLVED_TAG
+from tasks.gate.approval import GateResult, request_approval
+from tasks.gate.watch import RESOLVED_TAG
 from tests.fixtures_stack import wait_for
 
 INV = Inventory(

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import requests
 
-from remediations.hardware_failure import handle
-from tasks.hosts import confirm_host_down
+from inventory.models import PlanName
+from remediations import handler_for
+from tasks.facts.hosts import confirm_host_down
 from tests.fixtures_netns import Approver, make_ctx
+
+handle = handler_for(PlanName.hardware_failure)
 
 LABELS = {"alertname": "HostDown", "host": "hw-a"}
 
@@ -73,7 +76,7 @@ def test_dry_run_shows_fence_start_and_move(hardware_lab) -> None:  # type: igno
     ctx = make_ctx(inv, LABELS, Approver(), dry=True)
     assert handle(ctx).outcome == "dry_run"
     assert ctx.plan is not None
-    cmds = [(a.host, a.command) for a in ctx.plan.actions]
+    cmds = [(a.where, a.shown) for a in ctx.plan.actions]
     assert cmds == [
         ("lab-switch", "ip link set dev pa down"),
         ("hw-b", "labctl restart portal"),

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from contingency.alerts import alertmanager_payload
+from contingency.cli.alerts import alertmanager_payload
 from contingency.lab.hwlab import HardwareLab
 from contingency.lab.netlab_launch import running_hardware_lab
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack, wait_for
 from tests.integration.test_network_e2e import sign_off
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from inventory.errors import NetworkError
 from inventory.models import Host
 from inventory.network import DnsAddress, Link
-from tasks.address import apply_dns
-from tasks.failover import driver_for
-from tasks.network import NetworkError
+from tasks.actions.address import apply_dns
+from tasks.actions.failover import driver_for
 
 TOKEN = "ctl-token-value-0123456789"  # noqa: S105 - a test secret
 

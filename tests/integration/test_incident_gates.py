@@ -12,12 +12,12 @@ from collections.abc import Iterator
 import pytest
 from prefect.client.orchestration import get_client
 
-from contingency.alerts import alertmanager_payload
-from contingency.gates import decide, open_gates
+from contingency.cli.alerts import alertmanager_payload
+from contingency.cli.gates import decide, open_gates
 from contingency.lab.inbox import read
 from contingency.lab.launcher import crash_service, labctl, service_host
-from contingency.stack import restart
-from contingency.waiting import wait_for_run
+from contingency.runtime.stack import restart
+from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack, approval_code, wait_for
 
 

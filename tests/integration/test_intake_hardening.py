@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from contingency.processes import StartupError, http_ok, wait_until
+from contingency.runtime.processes import StartupError, http_ok, wait_until
 from tests.fixtures_stack import Stack
 
 GRAFANA_SECRETS = "grafana-old,grafana-new"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from contingency.processes import free_port
+from contingency.runtime.processes import free_port
 from tests.fixtures_stack import Stack, wait_for
 
 

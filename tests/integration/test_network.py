@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import pytest
 
-from remediations.network_outage import build_plan, failback, handle
-from tasks.network import confirm_link, default_route, probe_link
+from inventory.models import PlanName
+from remediations import executor, handler_for
+from remediations.context import IncidentContext, Verdict
+from remediations.network_outage import build_plan, prepare_failback
+from tasks.facts.network import confirm_link, default_route, probe_link
 from tests.fixtures_netns import Approver, make_ctx
+
+handle = handler_for(PlanName.network_outage)
+
+
+def failback(ctx: IncidentContext, primary: str) -> Verdict:
+    plan = prepare_failback(ctx, primary)
+    return plan if isinstance(plan, Verdict) else executor.execute(ctx, plan)
+
 
 LABELS = {"alertname": "LinkDown", "link": "uplink-a"}
 
@@ -39,7 +50,7 @@ def test_cut_primary_fails_over_then_fails_back_through_a_gate(network_lab, mode
     assert lab.reachable("203.0.113.1") and lab.reachable("203.0.113.2")
     assert [p.target for p in approve.seen] == ["uplink-b"]
     assert approve.seen[0].destructive
-    assert approve.seen[0].actions[0].command == "ip route replace default via 198.51.100.6 dev up2"
+    assert approve.seen[0].actions[0].shown == "ip route replace default via 198.51.100.6 dev up2"
 
     lab.restore("uplink-a")
     back = make_ctx(inv, LABELS, approve)
@@ -87,7 +98,7 @@ def test_both_links_down_changes_nothing_and_escalates(network_lab, caplog) -> N
     assert "both down" in outcome.message and "no change" in outcome.message
     assert approve.seen == []  # nothing was even proposed
     assert "via 198.51.100.2 dev up1" in lab.default_route()
-    assert any("NOTIFY escalation" in r.getMessage() for r in caplog.records)
+    assert outcome.outcome.page_event == "escalation"  # the incident's one closing page
 
 
 def test_healthy_primary_is_not_failed_over(network_lab) -> None:  # type: ignore[no-untyped-def]
@@ -110,7 +121,11 @@ def test_dry_run_plans_without_changing_the_route(network_lab) -> None:  # type:
     lab.cut("uplink-a")
     ctx = make_ctx(inv, LABELS, Approver(), dry=True)
     assert handle(ctx).outcome == "dry_run"
-    assert ctx.plan == build_plan(inv.links["uplink-b"], ctx.plan.reason)
+    assert (
+        ctx.plan is not None
+        and ctx.plan.actions
+        == build_plan(inv.links["uplink-b"], ctx.plan.reason, back=inv.links["uplink-a"]).actions
+    )
     assert "dev up1" in lab.default_route()
 
 
@@ -125,7 +140,7 @@ def test_failover_that_does_not_verify_is_reverted(network_lab) -> None:  # type
 
     outcome = handle(make_ctx(inv, LABELS, approve_then_break))
     assert outcome.outcome == "switch_failed" and not outcome.ok
-    assert "reverted" in outcome.message
+    assert "revert to uplink-a: done" in outcome.message, outcome.message
     assert "via 198.51.100.2 dev up1" in lab.default_route()
 
 

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from contingency.alerts import alertmanager_payload
-from contingency.gates import decide, open_gates
+from contingency.cli.alerts import alertmanager_payload
+from contingency.cli.gates import decide, open_gates
 from contingency.lab.netlab import NetworkLab
 from contingency.lab.netlab_launch import running_network_lab
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack, person_codes, wait_for
 
 pytestmark = pytest.mark.usefixtures("netns_capable")

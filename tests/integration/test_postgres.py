@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from prefect.client.orchestration import get_client
 
-from contingency.alerts import alertmanager_payload
+from contingency.cli.alerts import alertmanager_payload
 from contingency.lab.launcher import crash_service
 from inventory.loader import load_inventory
 from tests.fixtures_stack import Stack, service_pid, start_stack, stop_stack, wait_for
@@ -39,7 +39,7 @@ def pg_stack(tmp_path: Path) -> Iterator[Stack]:
     try:
         stack = start_stack(tmp_path / "state", database_url=f"{base}/{db}")
         os.environ["PREFECT_API_URL"] = stack.api_url
-        from contingency.stack import stack_client
+        from contingency.runtime.stack import stack_client
 
         with stack_client(stack.settings):
             yield stack

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from contingency.lab.s3 import S3Server
-from contingency.processes import free_port
-from contingency.waiting import wait_for_run
+from contingency.runtime.processes import free_port
+from contingency.runtime.waiting import wait_for_run
 from inventory.datasets import BackupLocation
 from inventory.settings import Settings
-from tasks.report_copy import copy_report
+from tasks.report.copies import copy_report
 from tasks.storage import Store
 from tests.fixtures_s3 import KEY, KEY_ID
 from tests.fixtures_stack import Stack

@@ -11,8 +11,8 @@ from flows.backup import take_backup
 from inventory.datasets import BackupLocation, Dataset
 from inventory.models import Host
 from inventory.settings import Settings
-from tasks.restore import restore_point
-from tasks.ssh import SSHConnection
+from tasks.actions.restore import restore_point
+from tasks.ssh.run import SSHConnection
 from tasks.storage import Store
 
 pytestmark = pytest.mark.integration

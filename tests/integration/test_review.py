@@ -10,15 +10,17 @@ import re
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.deployments import run_deployment
 
-from contingency.alerts import alertmanager_payload
+from contingency.cli.alerts import alertmanager_payload
+from contingency.cli.stats import collect
 from contingency.lab.launcher import crash_service
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
@@ -131,6 +133,10 @@ def test_stats_counts_incidents_and_plots(lab_stack: Stack, incident: str, tmp_p
     assert int(row.split("│")[2].strip()) >= 1 and "s" in row.split("│")[4]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert _cli(lab_stack, "stats", "--since", "someday").returncode == 2
+    # the record behind the row: the incident flow's typed summary
+    [rec] = [r for r in collect(datetime.now(UTC) - timedelta(days=1)) if r.run_id == incident]
+    assert rec.plan == "software_crash" and rec.ok and rec.outcome.recovers, rec
+    assert rec.recover_s is not None and rec.recover_s > 0
 
 
 def test_review_form_flow_refuses_an_unknown_incident(lab_stack: Stack) -> None:

@@ -17,10 +17,10 @@ import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from contingency.alerts import alertmanager_payload
-from contingency.gates import decide, open_gates
+from contingency.cli.alerts import alertmanager_payload
+from contingency.cli.gates import decide, open_gates
 from contingency.lab.inbox import read
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from inventory.loader import load_inventory
 from tests.fixtures_stack import Stack, approval_code, wait_for
 

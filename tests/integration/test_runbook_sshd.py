@@ -152,7 +152,7 @@ def test_dry_run_shows_every_command_and_runs_none(use_inventory: Path) -> None:
     result: IncidentResult = state.result(raise_on_failure=False)
     assert state.is_completed() and result.outcome == "dry_run"
     assert result.plan is not None
-    commands = [a.command for a in result.plan.actions]
+    commands = [a.shown for a in result.plan.actions]
     assert commands[0] == f"mkdir -p {target} && printf x > {target}/f && echo keep=1"
     assert commands[1] == "sleep 0.1 && echo force=false"
     assert len(commands) == 7 and not target.exists()
@@ -195,9 +195,13 @@ def test_each_approval_step_asks_and_a_rejection_stops_there_with_a_scripted_app
     from prefect import flow
 
     from inventory.loader import load_inventory
+    from inventory.models import PlanName
     from inventory.routing import RouteDecision
-    from remediations.context import IncidentContext, Outcome
-    from remediations.runbook import handle
+    from remediations import handler_for
+    from remediations.context import IncidentContext, Verdict
+
+    handle = handler_for(PlanName.runbook)
+    assert handle is not None
 
     doc = yaml.safe_load((use_inventory / "inventory.yaml").read_text())
     doc["runbooks"]["two-gates"] = {"steps": [
@@ -217,7 +221,7 @@ def test_each_approval_step_asks_and_a_rejection_stops_there_with_a_scripted_app
         return _Decision(next(answers))
 
     @flow
-    def run() -> Outcome:
+    def run() -> Verdict:
         ctx = IncidentContext(
             alert=Alert(fingerprint=uuid.uuid4().hex, labels={}),
             inv=inv,

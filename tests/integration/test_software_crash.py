@@ -1,4 +1,4 @@
-"""The software-crash plan and the incident flow, in-process against the real Prefect
+"""The software-crash plan through the incident flow, in-process against the real Prefect
 server, on a real sshd host: dry run, a service that never recovers, a pinned host key
 that does not match — each a clear outcome in the report, and nothing run twice."""
 
@@ -15,7 +15,6 @@ from flows.incident import IncidentResult, incident
 from inventory.alert import Alert
 from inventory.models import Host
 from inventory.settings import get_settings
-from remediations.software_crash import software_crash
 
 
 def _inventory(tmp_path: Path, host: Host, marker: Path, host_key: str | None = None) -> Path:
@@ -70,13 +69,18 @@ def use_inventory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
     get_settings.cache_clear()
 
 
-@pytest.mark.usefixtures("lab_stack")
-def test_dry_run_returns_the_plan_and_changes_nothing(ssh_host: Host, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("lab_stack", "use_inventory")
+def test_dry_run_returns_the_plan_and_changes_nothing(
+    ssh_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     marker = tmp_path / "restarts"
-    inv = _inventory(tmp_path, ssh_host, marker)
-    out = software_crash("app", dry_run=True, inventory_path=str(inv))
-    assert out.outcome == "dry_run"
-    assert [(a.host, a.command) for a in out.plan.actions] == [
+    monkeypatch.setenv("CONTINGENCY_INVENTORY", str(_inventory(tmp_path, ssh_host, marker)))
+    alert = Alert(fingerprint="dry", labels={"alertname": "AppDown"})
+    state = incident(alert, dry_run=True, return_state=True)
+    result: IncidentResult = state.result(raise_on_failure=False)
+    assert state.is_completed() and result.outcome == "dry_run"
+    assert result.plan is not None
+    assert [(a.where, a.shown) for a in result.plan.actions] == [
         ("box", f"echo restarted >> {marker}")
     ]
     assert not marker.exists()
@@ -94,7 +98,7 @@ def test_service_that_never_recovers_is_restarted_once_and_escalated(
     assert result.outcome == "not_recovered"
     assert marker.read_text().count("restarted") == 1, "must never loop"
     report = Path(result.report_path or "").read_text()
-    assert "still unhealthy after restart" in report and "| box |" in report
+    assert "did not verify" in report and "still unhealthy" in report and "| box |" in report
 
 
 @pytest.mark.usefixtures("lab_stack", "use_inventory")

@@ -1,4 +1,4 @@
-"""tasks.ssh against a real OpenSSH server (started by tests.fixtures_ssh)."""
+"""tasks.ssh.run against a real OpenSSH server (started by tests.fixtures_ssh)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from inventory.errors import (
 )
 from inventory.models import Host
 from inventory.settings import Settings
-from tasks import ssh
-from tasks.ssh import SSHConnection, get_connection
-from tasks.ssh_models import STREAM_LINES, CommandResult
+from tasks.ssh import run as ssh
+from tasks.ssh.models import STREAM_LINES, CommandResult
+from tasks.ssh.run import SSHConnection, get_connection
 from tests.fixtures_ssh import ClientKey
 
 pytestmark = pytest.mark.integration
@@ -282,7 +282,7 @@ def test_run_ssh_task_streams_redacted_lines_over_one_pooled_connection(
 ) -> None:
     from prefect import flow
 
-    from tasks.ssh import run_ssh
+    from tasks.ssh.run import run_ssh
 
     @flow
     def two_commands() -> tuple[CommandResult, CommandResult, str]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack
 from tests.fixtures_stack import approval_code as _code
 from tests.integration.test_incident_gates import (

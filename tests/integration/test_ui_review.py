@@ -10,7 +10,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 
-from contingency.waiting import wait_for_run
+from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack, wait_for
 from tests.integration.test_review import incident  # noqa: F401 - fixture
 from tests.integration.test_ui import browser, page  # noqa: F401 - fixtures

@@ -16,8 +16,8 @@ from inventory.errors import CommandError, CommandTimeout, SSHError
 from inventory.models import Inventory
 from inventory.routing import RouteDecision
 from remediations.context import IncidentContext
-from tasks.report import OUTCOME_UNKNOWN, Timeline, command_outcome, render_report
-from tasks.ssh_models import LOST_MID_COMMAND, CommandResult, Drained
+from tasks.report.render import OUTCOME_UNKNOWN, Timeline, command_outcome, render_report
+from tasks.ssh.models import LOST_MID_COMMAND, CommandResult, Drained
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 SECRET = "hunter2-not-a-real-password-7f3a"

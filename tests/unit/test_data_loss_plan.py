@@ -10,8 +10,8 @@ import pytest
 from inventory.datasets import Dataset
 from inventory.loader import InventoryError, load_inventory
 from remediations.data_loss import NoRestorePoint, build_plan, choose_point, parse_time
-from tasks.approval import refusal
-from tasks.restore import host_check_command, swap_command
+from tasks.actions.restore import host_check_command, swap_command
+from tasks.gate.approval import refusal
 from tasks.storage import Manifest, RestorePoint
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -64,9 +64,10 @@ def test_plan_is_destructive_and_quotes_every_path() -> None:
     ds = inv.datasets["report-db"]
     plan = build_plan("report-db", ds, inv, POINTS[2])
     assert plan.destructive and plan.requires_approval
-    commands = [a.command for a in plan.actions]
+    commands = [a.shown for a in plan.actions]
     assert commands.index("labctl stop report") < commands.index("labctl start report")
-    swap = next(a for a in plan.actions if "contingency-old-" in a.command)
+    swap = next(a for a in plan.actions if a.name == "swap")
+    assert "contingency-old-" in swap.shown and "<time>" not in plan.as_markdown()
     assert swap.risk == "high" and not swap.idempotent
 
 

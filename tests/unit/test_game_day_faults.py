@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inventory.loader import load_inventory
-from tasks.faults import FaultRefused, plan_fault
+from tasks.actions.faults import FaultRefused, plan_fault
 
 INV = load_inventory("inventory/examples/lab")
 

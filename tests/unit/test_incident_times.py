@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tasks.incident_times import incident_times
+from tasks.report.times import incident_times
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -7,9 +7,9 @@ from uuid import uuid4
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Cancelled, Completed, Crashed, Failed, Paused, Running, Scheduled
 
-from contingency.incident_runs import INTERRUPTED, MAX_SUCCESSORS, successor_key
 from contingency.intake.dedup import AnsweredCache
 from contingency.intake.starter import ALREADY_RUNNING, next_step, started_note
+from contingency.runtime.incident_runs import INTERRUPTED, MAX_SUCCESSORS, successor_key
 from inventory.settings import Settings
 
 KEY = "c5dea3e490c4fe74:2026-11-28T10:00:00+00:00"

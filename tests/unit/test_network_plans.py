@@ -15,8 +15,8 @@ from inventory.network import Link
 from inventory.routing import route
 from remediations import network_outage
 from remediations.hardware_failure import build_plan as hw_plan
-from tasks.failover import driver_for
-from tasks.network import ping_command
+from tasks.actions.failover import driver_for
+from tasks.facts.network import ping_command
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventory" / "examples" / "lab" / "netns"
 
@@ -48,7 +48,7 @@ def test_probe_and_route_commands_are_built_from_the_inventory(inv: Inventory) -
 def test_failover_plan_is_destructive_and_gated(inv: Inventory) -> None:
     plan = network_outage.build_plan(inv.links["uplink-b"], "primary down")
     assert plan.destructive and plan.requires_approval
-    assert [a.host for a in plan.actions] == ["lab-router"]
+    assert [a.where for a in plan.actions] == ["lab-router"]
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_link_values_that_could_smuggle_shell_are_rejected(field: str, value: ob
 def test_hardware_plan_fences_then_starts_then_moves(inv: Inventory) -> None:
     fo = inv.host_failover["hw-a"]
     plan = hw_plan(inv.host("hw-a"), fo, [inv.service("portal")], inv)
-    assert [(a.host, a.command) for a in plan.actions] == [
+    assert [(a.where, a.shown) for a in plan.actions] == [
         ("lab-switch", "ip link set dev pa down"),
         ("hw-b", "labctl restart portal"),
         ("hw-b", "ip addr replace 192.0.2.21/28 dev eth0"),
@@ -84,8 +84,8 @@ def test_dns_address_is_planned_as_an_api_call(inv: Inventory) -> None:
     base = inv.host_failover["hw-a"]
     fo = type(base).model_validate({**base.model_dump(), "addresses": [dns]})
     plan = hw_plan(inv.host("hw-a"), fo, [], inv)
-    assert plan.actions[-1].host == "dns"
-    assert plan.actions[-1].command == (
+    assert plan.actions[-1].kind == "dns" and plan.actions[-1].where == "dns portal.example.org"
+    assert plan.actions[-1].shown == (
         "PUT https://dns.example/v1/zones/example.org/records/portal A 192.0.2.20 ttl 60"
     )
 

@@ -174,7 +174,7 @@ def test_a_drill_pages_nobody_but_sends_gate_codes_to_the_command_center(
 
 
 def test_refusal_reasons() -> None:
-    from tasks.approval import refusal
+    from tasks.gate.approval import refusal
 
     cc = {"ann", "bob"}
     assert refusal("approve", "eve", True, cc, []) == "'eve' is not a command-center member"
@@ -186,7 +186,7 @@ def test_refusal_reasons() -> None:
 
 
 def test_codes_are_bound_to_people() -> None:
-    from tasks.approval import code_check, refusal
+    from tasks.gate.approval import code_check, refusal
 
     issued = {"ann": "111111", "bob": "222222"}
     assert code_check("ann", "111111", issued) == ""

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from contingency.deploy import read_deployments
-from contingency.plandoc import render, to_html
+from contingency.cli.plandoc import render, to_html
+from contingency.runtime.deploy import read_deployments
 from inventory.loader import load_inventory
 from inventory.models import PlanName, RoleName
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inventory.settings import Settings
-from tasks.report_copy import ReportCopy, copy_report
+from tasks.report.copies import ReportCopy, copy_report
 
 
 def test_no_bucket_configured_means_no_copy(tmp_path: Path) -> None:

@@ -1,25 +1,33 @@
-"""Reviews (validation, rendering) and stats (aggregation) — pure parts."""
+"""Reviews (validation, rendering) and stats (aggregation, records from typed summaries)
+— pure parts."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import typer
+from prefect.states import Completed, Crashed, Failed, Running, State
 
-from contingency.review_cli import _follow_up
-from contingency.stats import EXPIRED_RE, Record, aggregate, parse_since
+from contingency.cli.review import _follow_up
+from contingency.cli.stats import Record, aggregate, parse_since, record
 from inventory.loader import load_inventory
-from tasks.review import FollowUp, ReviewInput, problems, render_review
+from inventory.outcomes import Outcome
+from tasks.report.review import FollowUp, ReviewInput, problems, render_review
+from tasks.report.summary import IncidentSummary
 
 INV = load_inventory("inventory/examples/lab")
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _rec(i: int, plan: str, ok: bool, ttr: float | None, fp: str, outcome: str = "x") -> Record:
+def _rec(
+    i: int, plan: str, ok: bool, ttr: float | None, fp: str, outcome: str = "recovered"
+) -> Record:
     return Record(
-        run_id=str(i), plan=plan, started=T0 + timedelta(minutes=i), ok=ok, outcome=outcome,
-        fingerprint=fp, recover_s=ttr,
+        run_id=str(i), plan=plan, started=T0 + timedelta(minutes=i), ok=ok,
+        outcome=Outcome(outcome), fingerprint=fp, recover_s=ttr,
     )  # fmt: skip
 
 
@@ -81,20 +89,42 @@ def test_p90_is_nearest_rank_and_expired_gates_are_summed() -> None:
     assert (one.success_rate, one.ttr_median_s, one.ttr_p90_s) == (0.0, None, None)
 
 
-def test_expired_gates_are_read_from_the_report_but_not_from_review_text() -> None:
-    report = "# Incident X — not_approved\n\n### Gate 1: expired\n\n### Gate 2: approved\n"
-    review = ReviewInput(category="human", root_cause="nobody answered\n### Gate 3: expired")
-    text = report + render_review(review)
-    assert len(EXPIRED_RE.findall(text)) == 1
-    assert "by an unnamed reviewer" in text and "nobody answered\n  ### Gate 3" in text
+def _run(state: State[Any], *tags: str, **params: object) -> SimpleNamespace:
+    return SimpleNamespace(
+        id="r1", state=state, start_time=T0, parameters=params,
+        tags=["incident", "fingerprint:fp1", *tags],
+    )  # fmt: skip
 
 
-def test_expired_gate_sections_of_real_reports_are_counted() -> None:
-    from flows.incident import _gate_section
-    from tasks.approval import GateResult
+def test_a_record_comes_from_the_summary_not_from_the_state() -> None:
+    summary = IncidentSummary(
+        run_id="r1", plan="software_crash", outcome=Outcome.not_approved,
+        gates=["expired", "approved", "expired"], drill=True,
+    )  # fmt: skip
+    # the summary decides even where the state would say otherwise
+    rec = record(_run(Completed(), "plan:other"), summary)
+    assert rec is not None
+    assert (rec.plan, rec.ok, rec.outcome, rec.gates_expired, rec.drill) == (
+        "software_crash", False, Outcome.not_approved, 2, True,
+    )  # fmt: skip
+    assert rec.recover_s is None and rec.fingerprint == "fp1"
+    done = summary.model_copy(update={"outcome": Outcome.restored, "recover_s": 12.5})
+    rec = record(_run(Failed(name="Escalated")), done)
+    assert rec is not None and (rec.ok, rec.recover_s) == (True, 12.5)
 
-    gates = [
-        GateResult(status=s, opened_at=T0, closed_at=T0 + timedelta(seconds=5))
-        for s in ("expired", "approved", "expired")
-    ]
-    assert len(EXPIRED_RE.findall(_gate_section(gates))) == 2
+
+def test_a_run_without_a_summary_counts_from_its_state() -> None:
+    crashed = record(_run(Crashed(), "plan:data_loss"), None)
+    assert crashed is not None
+    assert (crashed.plan, crashed.ok, crashed.outcome) == ("data_loss", False, Outcome.crashed)
+    cut = record(_run(Crashed(name="Interrupted")), None)
+    assert cut is not None and (cut.plan, cut.outcome) == ("unroutable", Outcome.interrupted)
+    old = record(_run(Completed(), "drill"), None)
+    assert old is not None and old.ok and old.drill and old.gates_expired == 0
+
+
+def test_dry_runs_and_unfinished_runs_are_no_records() -> None:
+    summary = IncidentSummary(run_id="r1", outcome=Outcome.dry_run, dry_run=True)
+    assert record(_run(Completed()), summary) is None
+    assert record(_run(Completed(), dry_run=True), None) is None
+    assert record(_run(Running()), None) is None

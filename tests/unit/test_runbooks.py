@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import inventory.runbooks
-from contingency.plandoc import render as render_doc
+from contingency.cli.plandoc import render as render_doc
 from inventory.alert import Alert
 from inventory.loader import InventoryError, load_inventory
 from inventory.routing import route
@@ -244,7 +244,7 @@ def test_values_are_shell_and_url_quoted() -> None:
 def test_dry_run_plan_shows_every_command() -> None:
     rb = INV.runbooks["clear-tmp"]
     plan = build_plan(rb, "app1", rb.resolve({"max_age_min": 7}), INV)
-    assert [(a.host, a.command) for a in plan.actions] == [
+    assert [(a.where, a.shown) for a in plan.actions] == [
         ("app1", 'mkdir -p "$LAB_HOST_DIR/tmp" && du -sk "$LAB_HOST_DIR/tmp"'),
         ("app1", 'find "$LAB_HOST_DIR/tmp" -type f -mmin +7 -print -delete'),
         ("app1", "health check of api"),
@@ -259,7 +259,7 @@ def test_dry_run_plan_shows_every_command() -> None:
     rb = INV.runbooks["restart-report"]
     plan = build_plan(rb, "report", rb.resolve({"note": "all good"}), INV)
     assert plan.requires_approval
-    assert [(a.host, a.command) for a in plan.actions] == [
+    assert [(a.where, a.shown) for a in plan.actions] == [
         ("db1", "labctl status report"),
         ("(contingency)", "sign-off by the command center"),
         ("db1", "labctl restart report"),

@@ -1,0 +1,1 @@
+"""The running stack: processes, fork server, supervisor, reconciler, deployments, waiting."""

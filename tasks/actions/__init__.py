@@ -1,0 +1,1 @@
+"""Actions that change the estate: address moves, failover, restores, fault injection."""

@@ -1,0 +1,1 @@
+"""Read-only facts about the estate: probes, hosts, network checks, liveness."""

@@ -1,0 +1,1 @@
+"""The approval gate: the approval form, waiting at the gate and watching it."""

@@ -1,0 +1,1 @@
+"""Incident reports: rendering, copies, the review form and incident times."""

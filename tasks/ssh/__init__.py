@@ -1,0 +1,1 @@
+"""SSH: the connection runner, its result models and streaming."""
