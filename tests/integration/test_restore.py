@@ -46,8 +46,11 @@ def test_restore_after_corruption_is_identical(setup) -> None:
 def test_corrupt_object_leaves_live_untouched(setup) -> None:
     ds, conn, store, point, live, good = setup
     live.write_bytes(b"current")
-    store.client.put_object(Bucket=store.bucket, Key=point.key, Body=good[:-1] + b"\0")
-    res = restore_point(ds, conn, store, point)
+    # corrupt bytes under their own key, with the good backup's manifest (an overwrite of
+    # the same key can be served stale by the S3 server for a moment under load)
+    bad_key = point.key + ".corrupt"
+    store.client.put_object(Bucket=store.bucket, Key=bad_key, Body=good[:-1] + b"\0")
+    res = restore_point(ds, conn, store, point.model_copy(update={"key": bad_key}))
     assert not res.ok and "download failed" in res.reason and "sha256" in res.reason
     assert live.read_bytes() == b"current"
     assert sorted(p.name for p in live.parent.iterdir()) == ["data.bin"]
