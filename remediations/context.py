@@ -118,6 +118,20 @@ class IncidentContext:
     def rule_requires_approval(self) -> bool:
         return any(r.requires_approval for r in self.inv.routing if r.name == self.decision.rule)
 
+    def ask(self, plan: Plan) -> Verdict | None:
+        """Sign-off only: the command center's decision on ``plan``, in the timeline; a
+        Verdict when it is anything but an approval."""
+        self.event("gate opened", "waiting for the command center")
+        gate = self.approve(plan)
+        self.last_gate = gate
+        by = f" by {gate.approver}" if gate.approver else ""
+        self.event("gate closed", f"{gate.status}{by} after {gate.wait_s:.1f}s")
+        if gate.approved:
+            return None
+        return GATE_OUTCOMES.get(gate.status) or Verdict(
+            outcome=Outcome.not_approved, message=f"gate ended {gate.status}; nothing was run"
+        )
+
     def gate(self, plan: Plan) -> Verdict | None:
         """The one checkpoint before a plan acts: the safety rails (kill switch, blast
         radius, cooldown, flap breaker, rate cap), then sign-off if the plan needs it.
@@ -130,16 +144,8 @@ class IncidentContext:
             self.event("rails", f"{stop.outcome}: {stop.message}")
             return stop
         if plan.requires_approval:
-            self.event("gate opened", "waiting for the command center")
-            gate = self.approve(plan)
-            self.last_gate = gate
-            by = f" by {gate.approver}" if gate.approver else ""
-            self.event("gate closed", f"{gate.status}{by} after {gate.wait_s:.1f}s")
-            if not gate.approved:
-                return GATE_OUTCOMES.get(gate.status) or Verdict(
-                    outcome=Outcome.not_approved,
-                    message=f"gate ended {gate.status}; nothing was run",
-                )
+            if (refused := self.ask(plan)) is not None:
+                return refused
             # The world may have changed while the gate waited (a freeze, another
             # remediation of the target): every rail again before acting.
             if (stop := rails.check(plan, self.inv)) is not None:

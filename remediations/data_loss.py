@@ -15,7 +15,6 @@ from the CLI/API), or the one an approver picks in the sign-off form.
 from __future__ import annotations
 
 import shlex
-import time
 from datetime import UTC, datetime
 
 from inventory.datasets import Dataset
@@ -227,7 +226,6 @@ def prepare(ctx: IncidentContext) -> Plan | Verdict:
     plan.choices = [p.key for p in newest]
     ctx.sections["Restore points"] = points_markdown(points, point, ds.rpo_s)
     ctx.facts["restore_point"] = point
-    ctx.facts["started"] = time.monotonic()
     return plan
 
 
@@ -250,7 +248,7 @@ def finish(ctx: IncidentContext, plan: Plan, verdict: Verdict) -> Verdict:
     ):  # fmt: skip
         return verdict
     ds = ctx.inv.datasets[ctx.target]
-    took = time.monotonic() - float(ctx.facts.get("started", time.monotonic()))  # type: ignore[arg-type]
+    took = sum(s.duration_s for s in ctx.steps)  # the restore itself, not the sign-off wait
     swap = next(a for a in plan.actions if a.name == "swap")
     swapped = any(s.ok and not s.rollback and s.what == swap.shown for s in ctx.steps)
     put_back = [s for s in ctx.steps if s.rollback and s.name == "put back"]

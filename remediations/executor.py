@@ -32,7 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from inventory.models import RoleName
 from inventory.outcomes import Outcome
 from remediations import runners
-from remediations.context import GATE_OUTCOMES, IncidentContext, Verdict
+from remediations.context import IncidentContext, Verdict
 from remediations.plan import Action, Plan
 from remediations.runners import StepResult
 
@@ -139,16 +139,7 @@ def _gate(ctx: IncidentContext, plan: Plan, approval_step: bool, asked: bool) ->
             plan.requires_approval and not any(a.kind == "approval" for a in plan.actions)
         )
         return ctx.gate(plan.model_copy(update={"requires_approval": needs}))
-    ctx.event("gate opened", "waiting for the command center")
-    gate = ctx.approve(plan)
-    ctx.last_gate = gate
-    by = f" by {gate.approver}" if gate.approver else ""
-    ctx.event("gate closed", f"{gate.status}{by} after {gate.wait_s:.1f}s")
-    if gate.approved:
-        return None
-    return GATE_OUTCOMES.get(gate.status) or Verdict(
-        outcome=Outcome.not_approved, message=f"gate ended {gate.status}"
-    )
+    return ctx.ask(plan)
 
 
 def execute(ctx: IncidentContext, plan: Plan, repick: Repick | None = None) -> Verdict:

@@ -106,13 +106,11 @@ def ssh(index: int, a: SshAction, inv: Inventory) -> tuple[StepResult, CommandRe
             res = get_connection(host).run(a.command, timeout=a.timeout_s)
     except HostKeyError:
         raise
-    except CommandError as exc:
-        if isinstance(exc.result, CommandResult):  # sent, then went wrong: record it
-            sent = from_command(index, a, exc.result)
+    except ContingencyError as exc:
+        if isinstance(exc, CommandError) and isinstance(exc.result, CommandResult):
+            sent = from_command(index, a, exc.result)  # sent, then went wrong: record it
             why = redact(str(exc))[:300]
             return sent.model_copy(update={"outcome": "failed", "detail": why}), exc.result
-        return _result(index, a, False, f"{type(exc).__name__}: {redact(str(exc))[:200]}", t0), None
-    except ContingencyError as exc:
         return _result(index, a, False, f"{type(exc).__name__}: {redact(str(exc))[:200]}", t0), None
     return from_command(index, a, res), res
 
