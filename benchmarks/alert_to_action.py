@@ -5,7 +5,7 @@ poll intervals (the default of ``contingency up``) and one with Prefect's defaul
 (10 s), crashes the lab's ``web`` service, posts an Alertmanager alert and reads the
 start time of the incident's first ``ssh`` task run from the Prefect API.
 
-    .venv/bin/python benchmarks/alert_to_action.py [--alerts 20] [--baseline-alerts 6]
+    .venv/bin/python -m benchmarks.alert_to_action [--alerts 20] [--baseline-alerts 6]
 
 Prints p50/p95 for both and the ratio (default / fast). Targets: p50 ≤ 2.5 s, p95 ≤ 4 s.
 """

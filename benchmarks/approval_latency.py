@@ -6,7 +6,7 @@ sign-off), reads the one-time code from the lab inbox, approves through the API 
 command after the gate. Then the same with Prefect's default pause poll interval
 (10 s) set as the lab's gate policy, as the baseline.
 
-    .venv/bin/python benchmarks/approval_latency.py [--decisions 10] [--baseline 3]
+    .venv/bin/python -m benchmarks.approval_latency [--decisions 10] [--baseline 3]
 
 Target: ≤ 1.5 s.
 """

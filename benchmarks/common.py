@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import FlowRun
 from rich.console import Console
 
 from contingency.runtime.processes import free_port
@@ -45,3 +46,25 @@ def first_ssh_start(run_id: str) -> datetime:
     if not starts:
         raise RuntimeError(f"run {run_id} ran no ssh task")
     return min(starts)
+
+
+def incidents_labelled(key: str, value: str) -> list[FlowRun]:
+    """Incident flow runs whose alert carries the label ``key=value``, every page of them."""
+    from prefect.client.schemas.filters import FlowRunFilterTags
+
+    found: list[FlowRun] = []
+    offset = 0
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["incident"])),
+                limit=200,
+                offset=offset,
+            )
+            found += [
+                r for r in page
+                if ((r.parameters.get("alert") or {}).get("labels") or {}).get(key) == value
+            ]  # fmt: skip
+            if len(page) < 200:
+                return found
+            offset += 200

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import requests
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from rich.console import Console
 
+from benchmarks.common import incidents_labelled
 from benchmarks.intake_load import Answers, blast, http_post, paced, pct
 from contingency.cli.alerts import alertmanager_payload
 from contingency.runtime.processes import free_port, stop_pid
@@ -102,22 +102,7 @@ def checked(answers: Answers, phase: str) -> Answers:
 
 def incidents_of(run: str) -> set[str]:
     """Incident flow runs whose alert carries the label run=``run`` (from the Prefect API)."""
-    ids: set[str] = set()
-    offset = 0
-    with get_client(sync_client=True) as client:
-        while True:
-            page = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["incident"])),
-                limit=200,
-                offset=offset,
-            )
-            for r in page:
-                labels = (r.parameters.get("alert") or {}).get("labels") or {}
-                if labels.get("run") == run:
-                    ids.add(str(r.id))
-            if len(page) < 200:
-                return ids
-            offset += 200
+    return {str(r.id) for r in incidents_labelled("run", run)}
 
 
 def cancel(run_ids: set[str]) -> None:

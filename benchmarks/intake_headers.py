@@ -1,9 +1,10 @@
 """Intake memory under a 256 MiB request header (one unauthenticated connection).
 
-Starts the intake exactly as ``contingency up`` does (the uvicorn argv of
-``contingency.runtime.stack._argvs``, with the guarded protocol ``--http
-contingency.intake.protocol:GuardedHttpTools``) against a closed Prefect port — the
-attack never gets past the request head, so no Prefect is needed. Then:
+Starts the intake exactly as ``contingency up`` does (the uvicorn argv that
+``contingency intake`` execs, ``contingency.cli.components.intake_argv``, with the
+guarded protocol ``--http contingency.intake.protocol:GuardedHttpTools``) against a
+closed Prefect port — the attack never gets past the request head, so no Prefect is
+needed. Then:
 
 1. idle: a few requests, a pause, the intake's ``VmRSS``;
 2. attack: ``POST /webhook/generic`` with one header of 256 MiB streamed in 64 KiB chunks
@@ -33,9 +34,8 @@ from pathlib import Path
 
 import requests
 
+from contingency.cli.components import intake_argv
 from contingency.runtime.processes import StartupError, free_port, http_ok, wait_until
-from contingency.runtime.stack import _argvs
-from inventory.settings import Settings
 
 HEADER_BYTES = 256 * 1024 * 1024
 CHUNK = 64 * 1024
@@ -57,8 +57,7 @@ def reset_peak(pid: int) -> None:
 
 def start_intake(state_dir: Path, unguarded: bool = False) -> tuple[subprocess.Popen[bytes], str]:
     port, dead = free_port(), free_port()
-    settings = Settings(state_dir=state_dir)
-    argv = _argvs(settings, dead, port, state_dir / "run")["intake"]
+    argv = intake_argv("127.0.0.1", port)  # what `contingency intake` execs
     if unguarded:
         i = argv.index("--http")
         del argv[i : i + 2]

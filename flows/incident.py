@@ -32,6 +32,7 @@ from tasks.gate.wait import GateInterrupted
 from tasks.notify import Pager
 from tasks.prefect_api import retry_api
 from tasks.report.copies import ReportCopy, copy_report
+from tasks.report.related import RelatedAlert, read_related, related_markdown
 from tasks.report.render import Timeline, publish_report, render_report
 from tasks.report.summary import IncidentSummary, publish_summary
 from tasks.report.times import IncidentTimes, incident_times
@@ -140,6 +141,7 @@ def _report(
     outcome: Verdict,
     pager: Pager | None,
     handling_start: datetime,
+    related: list[RelatedAlert] | None = None,
 ) -> State:
     timeline.add("outcome", f"{outcome.outcome}: {outcome.message}")
     run_id = str(flow_run.id or "local")
@@ -155,12 +157,15 @@ def _report(
         "alert": f"{alert.name} ({alert.source}, fingerprint {alert.fingerprint})",
         "labels": ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items())),
         "routing": decision.reason,
+        "related alerts": str(len(related or [])),
         "flow run": run_id,
         **times.as_rows(),
     }
     sections = dict(ctx.sections) if ctx else {}
     if ctx and ctx.plan:
         sections["Plan"] = ctx.plan.as_markdown()
+    if related:
+        sections["Related alerts"] = related_markdown(related)
     if gates:
         sections["Approval"] = _gate_section(gates)
     if pager is not None:
@@ -232,6 +237,18 @@ def _run_locked(ctx: IncidentContext, handle: Handler, dry_run: bool) -> Verdict
                 ),
             )
         return handle(ctx)
+
+
+def _related() -> list[RelatedAlert]:
+    """Alerts the intake joined to this incident (same cause); [] outside a run or if
+    Prefect does not answer (the report says 0 rather than failing the incident)."""
+    if not flow_run.id:
+        return []
+    try:
+        return retry_api(lambda: read_related(str(flow_run.id)), "read the related alerts")
+    except Exception as exc:  # noqa: BLE001 - the incident's own report matters more
+        get_run_logger().warning("related alerts not read: %s", type(exc).__name__)
+        return []
 
 
 def forced_route(plan: str, target: str | None, inv: Inventory) -> RouteDecision:
@@ -361,19 +378,24 @@ def incident(
         outcome = Verdict(outcome=Outcome.failed, message=f"{type(exc).__name__}: {exc}")
     finally:
         close_all(current_run_id())
+    related = _related()
     if pager is not None:
         elapsed = f"{time.monotonic() - started:.1f}s"
+        more = f" (+{len(related)} related alerts)" if related else ""
         pager.event(
             outcome.outcome.page_event,
             {
                 "outcome": outcome.outcome,
                 "duration": elapsed,
-                "summary": outcome.message,
+                "summary": outcome.message + more,
                 "status": outcome.outcome,
+                "related": len(related),
             },
         )
     try:
-        return _report(alert, decision, timeline, ctx, gates, outcome, pager, handling_start)
+        return _report(
+            alert, decision, timeline, ctx, gates, outcome, pager, handling_start, related
+        )
     finally:
         if beat is not None:
             beat.__exit__()

@@ -174,3 +174,22 @@ class CheckFailed(ContingencyError):
 
 class StartupError(ContingencyError, RuntimeError):
     """A component of the stack did not come up; the message says which and why."""
+
+
+# --- talking to the Prefect API (the CLI and the components) ----------------------------
+
+
+class ApiError(ContingencyError):
+    """The Prefect API could not be used; the message is one line naming the URL."""
+
+
+class NotConfigured(ApiError):
+    """No Prefect API is configured and no stack is recorded in the state directory."""
+
+
+class ApiUnreachable(ApiError):
+    """The Prefect API did not answer (connection refused, timeout, DNS)."""
+
+
+class ApiRefused(ApiError):
+    """The Prefect API refused our credentials (401/403)."""

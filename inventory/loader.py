@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from inventory.correlation import CorrelationRule
 from inventory.datasets import Dataset
 from inventory.errors import InventoryError
 from inventory.models import (
@@ -49,6 +50,7 @@ NAMED_SECTIONS: dict[str, type[BaseModel]] = {
     "host_failover": HostFailover,
     "datasets": Dataset,
     "runbooks": Runbook,
+    "correlation": CorrelationRule,
 }
 SECTIONS = (*NAMED_SECTIONS, "routing")
 
@@ -480,6 +482,12 @@ def _check_network_hosts(c: _Collected) -> list[Problem]:
     """Links name their router, failover entries their host, standby and fencing host."""
     problems = []
     refs = [("links", "router"), ("host_failover", "standby"), ("host_failover", "fence.host")]
+    for name, entry in c.named["links"].items():
+        behind = _raw_field(entry, "behind_hosts")
+        for i, host in enumerate(behind if isinstance(behind, list) else []):
+            if isinstance(host, str) and host not in c.named["hosts"]:
+                msg = f"unknown host {host!r} behind link {name!r} (not under hosts)"
+                problems.append(entry.doc.problem((*entry.path, "behind_hosts", i), msg))
     for section, ref in refs:
         for name, entry in c.named[section].items():
             value: Any = entry.raw

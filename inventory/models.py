@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from inventory.correlation import CorrelationRule
 from inventory.datasets import Dataset
 from inventory.errors import UnknownName
 from inventory.network import HostFailover, Link
@@ -248,6 +249,9 @@ class Inventory(_Model):
     host_failover: dict[str, HostFailover] = Field(default_factory=dict)
     datasets: dict[str, Dataset] = Field(default_factory=dict)
     runbooks: dict[str, Runbook] = Field(default_factory=dict)
+    correlation: dict[str, CorrelationRule] = Field(default_factory=dict)
+    """Which open incidents absorb which alerts (``inventory/correlation.py``); empty:
+    the defaults."""
 
     def host(self, name: str) -> Host:
         try:

@@ -89,6 +89,11 @@ class Link(_Model):
     probe_targets: list[str] = Field(min_length=1, max_length=8)
     driver: LinkDriver = LinuxRouteDriver()
     policy: LinkPolicy = LinkPolicy()
+    behind_hosts: list[str] = Field(default_factory=list)
+    """Inventory hosts reached only over this link: while this link's incident is open,
+    their alerts (and their services') join it (``inventory/correlation.py``)."""
+    behind_sites: list[str] = Field(default_factory=list)
+    """Sites (the hosts' ``site`` label) reached only over this link."""
 
     @field_validator("gateway")
     @classmethod

@@ -38,6 +38,27 @@ _MIN_LINE_LEN = 16
 log = logging.getLogger(__name__)
 
 
+def local_secret(settings: Settings, name: str, make: str) -> str:
+    """``<state_dir>/secrets/<name>``, created (0600) with ``make`` the first time."""
+    path = settings.secrets_dir / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(make)
+    return path.read_text().strip()
+
+
+def webhook_token(settings: Settings) -> str:
+    """The intake's bearer token: ``CONTINGENCY_WEBHOOK_TOKEN``, else the file
+    ``<state_dir>/secrets/webhook-token`` (generated the first time)."""
+    import secrets
+
+    if settings.webhook_token is not None:
+        return settings.webhook_token.get_secret_value()
+    return local_secret(settings, "webhook-token", secrets.token_urlsafe(32))
+
+
 def env_var_name(name: str) -> str:
     """``lab-ssh-key`` → ``CONTINGENCY_SECRET_LAB_SSH_KEY``."""
     return ENV_PREFIX + name.upper().replace("-", "_").replace(".", "_")

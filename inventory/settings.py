@@ -2,16 +2,42 @@
 
 All state — Prefect home, SQLite database, lab files, reports, secrets — lives under
 one state directory, ``~/.contingency`` unless ``CONTINGENCY_STATE_DIR`` says otherwise.
+
+Each setting comes from, first found: the environment (``CONTINGENCY_<NAME>``), then a
+TOML config file with the same names in lower case — ``$CONTINGENCY_CONFIG``, else
+``/etc/contingency/config.toml`` and ``~/.config/contingency/config.toml`` (the user's
+file wins) — then the default.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "CONTINGENCY_CONFIG"
+SYSTEM_CONFIG = Path("/etc/contingency/config.toml")
+
+
+def config_files() -> list[Path]:
+    """The TOML config files read, lowest priority first.
+
+    >>> import os; os.environ["CONTINGENCY_CONFIG"] = "/tmp/x.toml"; config_files()
+    [PosixPath('/tmp/x.toml')]
+    >>> del os.environ["CONTINGENCY_CONFIG"]
+    """
+    if explicit := os.environ.get(CONFIG_ENV):
+        return [Path(explicit)]
+    return [SYSTEM_CONFIG, Path.home() / ".config" / "contingency" / "config.toml"]
 
 
 class Settings(BaseSettings):
@@ -19,20 +45,52 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONTINGENCY_", extra="ignore")
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = [p for p in config_files() if p.is_file()]
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=files) if files else None
+        return (init_settings, env_settings, *([toml] if toml else []))
+
     state_dir: Path = Field(default_factory=lambda: Path.home() / ".contingency")
     inventory: Path | None = None
     """Inventory file or directory; default: ``<state_dir>/lab/inventory`` if present,
     else the shipped lab example."""
     webhook_token: SecretStr | None = None
+    api_url: str | None = None
+    """The Prefect API the CLI and the components talk to, e.g.
+    ``https://prefect.example.org/api``; default ``PREFECT_API_URL`` (environment or
+    Prefect profile), else the API of the stack ``contingency up`` recorded here."""
+    api_auth_string: SecretStr | None = None
+    """``user:password`` for that API; default ``PREFECT_API_AUTH_STRING``, else the
+    recorded stack's."""
+    intake_url: str | None = None
+    """Where ``contingency alert send`` posts; default the recorded stack's intake."""
+    api_host: str = "127.0.0.1"
+    """Address the Prefect server of ``contingency up`` listens on (``0.0.0.0``: all)."""
     api_port: int = 4200
     intake_port: int = 8787
     intake_host: str = "127.0.0.1"
+    """Address the alert intake listens on (``0.0.0.0``: all, e.g. behind a balancer)."""
     work_pool: str = "contingency"
     incident_deployment: str = "incident/incident-response"
     database_url: SecretStr | None = None
+    """PostgreSQL for the Prefect server of ``contingency up`` (scale-out), e.g.
+    ``postgresql+asyncpg://prefect@db:5432/prefect``; default SQLite in the state dir."""
     ssh_connect_timeout: float = 10.0
     ssh_command_timeout: float = 120.0
     report_dir: Path | None = None
+    log_max_bytes: int = 10 * 1024 * 1024
+    """``contingency up``: the supervisor rotates a component log in ``<state_dir>/run``
+    past this size (checked every 10 s) …"""
+    log_keep: int = 3
+    """… keeping this many older copies (``worker.log.1`` … ``.3``)."""
     language: Literal["en", "zh"] = "en"
     """Language of notifications (zh or en)."""
     grafana_hmac_secrets: SecretStr | None = None
@@ -66,6 +124,20 @@ class Settings(BaseSettings):
     cache would then be swallowed by a dead incident; after the TTL the re-send asks Prefect,
     which starts a successor. Alertmanager re-sends a firing alert once per group_interval
     (minutes), so in a storm 30 s still answers the burst of duplicates from memory."""
+    intake_ack_wait_s: float = Field(0.0, ge=0, le=25)
+    """How long a webhook answer waits for the incidents of its alerts when the request
+    does not say (``?wait=SECONDS``). 0: answer 202 as soon as the alerts are stored
+    (what a storm needs: Alertmanager gives up after about 10 s); the answer then says
+    "queued" for alerts whose incident is not known yet."""
+    intake_outbox: Path | None = None
+    """SQLite file the intake stores alerts in before answering 202; default
+    ``<state_dir>/intake/outbox.sqlite``. Keep it on a local disk of the intake's machine."""
+    correlation_grace_s: float = Field(120.0, ge=0)
+    """An alert absorbed by its cause's incident that still fires this long after that
+    incident ended (no resolve came) becomes an incident of its own."""
+    incident_max_concurrent: int = Field(8, ge=1)
+    """Cap on incident runs running at once in the work pool (paused at a gate does not
+    count); more wait in the pool's queues, critical first (``contingency deploy``)."""
     intake_ready_cache_s: float = 1.0
     """``/readyz`` answers from its last verdict this long (a probe storm costs Prefect at
     most one round of readiness calls per this many seconds)."""
@@ -86,6 +158,10 @@ class Settings(BaseSettings):
     @property
     def reports_path(self) -> Path:
         return self.report_dir or self.state_dir / "reports"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.intake_outbox or self.state_dir / "intake" / "outbox.sqlite"
 
     @property
     def lab_dir(self) -> Path:

@@ -188,19 +188,22 @@ class LockState:
     """``name (run id, state)`` of the live incident holding the target."""
 
 
-def ensure_limit(client: Any, name: str) -> None:
+def ensure_limit(client: Any, name: str) -> bool:
     """The limit must exist before use (a missing one silently does nothing); read it
-    first so no server logs a duplicate-name error for every incident."""
+    first so no server logs a duplicate-name error for every incident. True if this
+    call created it."""
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     try:
         client.read_global_concurrency_limit_by_name(name)
-        return
+        return False
     except ObjectNotFound:
         pass
     with suppress(ObjectAlreadyExists):  # another incident created it just now
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        return True
+    return False
 
 
 def live_holder(client: Any, target: str, me: str | None) -> str:

@@ -13,6 +13,8 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v arping >/dev/null || need+=(iputils-arping)
 # the data-loss plan: sqlite datasets are backed up and checked with sqlite3, disk-full tests use mkfs.ext4
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v redis-server >/dev/null || need+=(redis-server)  # the HA test's messaging
+command -v systemd-analyze >/dev/null || need+=(systemd)  # verifies packaging/systemd units
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -8,4 +8,6 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Two workers (one stack each where a module needs one); a whole file stays on one
+# worker, so module-scoped stacks are shared by its tests. CONTINGENCY_TEST_WORKERS=0: serial.
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${CONTINGENCY_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -22,6 +22,7 @@ from contingency.runtime.processes import free_port
 from inventory.settings import Settings, get_settings
 
 CLI = [sys.executable, "-m", "contingency"]
+ACK_WAIT = "10"
 
 
 @dataclass
@@ -71,6 +72,9 @@ def start_stack(state_dir: Path, database_url: str | None = None) -> Stack:
     if database_url:
         argv += ["--database-url", database_url]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
+    # The tests read each post's incidents from the answer: the intake waits for them
+    # (up to 10 s) unless a post says ?wait=0 (the storm tests do: the default is 0).
+    env["CONTINGENCY_INTAKE_ACK_WAIT_S"] = ACK_WAIT
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         subprocess.run([*CLI, "down", "--state-dir", str(state_dir)], env=env, timeout=120)

@@ -1,5 +1,5 @@
-"""The `contingency` command line; `app` is the console script's entry point."""
+"""The `contingency` command line; :func:`main` is the console script's entry point."""
 
-from contingency.cli.main import app
+from contingency.cli.main import app, main
 
-__all__ = ["app"]
+__all__ = ["app", "main"]

@@ -8,6 +8,7 @@ from typing import Any
 import requests
 
 from contingency.intake.schemas import fingerprint_of
+from inventory.settings import Settings
 
 
 def alertmanager_payload(
@@ -42,10 +43,12 @@ def alertmanager_payload(
 
 
 def post_alert(
-    intake_url: str, token: str, payload: dict[str, Any], timeout: float = 10
+    intake_url: str, token: str, payload: dict[str, Any], timeout: float = 15, wait: float = 5
 ) -> dict[str, Any]:
+    """Post and return the answer; the intake waits up to ``wait`` s for the incident, so
+    a person sees its flow run id (else the answer says "queued")."""
     resp = requests.post(
-        f"{intake_url}/webhook/alertmanager",
+        f"{intake_url}/webhook/alertmanager?wait={wait:g}",
         json=payload,
         timeout=timeout,
         headers={"Authorization": f"Bearer {token}"},
@@ -53,3 +56,17 @@ def post_alert(
     if resp.status_code != 202:
         raise RuntimeError(f"intake answered {resp.status_code}: {resp.text[:300]}")
     return resp.json()
+
+
+def intake_url(settings: Settings) -> str:
+    """Where to post: ``CONTINGENCY_INTAKE_URL`` / ``intake_url``, else the intake of the
+    stack recorded in the state dir, else this machine's configured intake address."""
+    from contingency.runtime.processes import local_address
+    from contingency.runtime.stack import recorded_stack
+
+    if settings.intake_url:
+        return settings.intake_url.rstrip("/")
+    if (stack := recorded_stack(settings)) is not None:
+        return stack.intake_url
+
+    return f"http://{local_address(settings.intake_host)}:{settings.intake_port}"

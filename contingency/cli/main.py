@@ -9,13 +9,17 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
+from contingency.cli.common import Json, StateDir, emit_json, fail, settings_for
+from contingency.cli.errors import Guarded
 from inventory.settings import Settings
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
 app = typer.Typer(
-    no_args_is_help=True, help="Contingency: emergency-response plans as Prefect flows."
+    cls=Guarded,
+    no_args_is_help=True,
+    help="Contingency: emergency-response plans as Prefect flows.",
 )
 inventory_app = typer.Typer(no_args_is_help=True, help="Check the inventory.")
 alert_app = typer.Typer(no_args_is_help=True, help="Send test alerts.")
@@ -29,6 +33,29 @@ out = Console()
 err = Console(stderr=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"contingency {version('contingency')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Contingency: emergency-response plans as Prefect flows."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
 def _register_data_commands() -> None:
     from contingency.cli.restores import backups_app, restore
 
@@ -38,15 +65,16 @@ def _register_data_commands() -> None:
 
     app.command("review")(review)
     app.command("stats")(stats)
+    from contingency.cli.components import register
+
+    register(app)
 
 
 _register_data_commands()
 
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="default ~/.contingency")]
-
 
 def _settings(state_dir: Path | None) -> Settings:
-    return Settings(state_dir=state_dir) if state_dir else Settings()
+    return settings_for(state_dir)
 
 
 @inventory_app.command("validate")
@@ -58,7 +86,7 @@ def inventory_validate(path: Path) -> None:
         inv = load_inventory(path)
     except InventoryError as exc:
         for line in str(exc).splitlines():
-            err.print(line, markup=False, highlight=False)
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except FileNotFoundError as exc:
         err.print(f"{path}: {exc.strerror or exc}", markup=False)
@@ -151,22 +179,22 @@ def alert_send(
     state_dir: StateDir = None,
 ) -> None:
     """Post a test alert in Alertmanager format to the running intake."""
-    from contingency.cli.alerts import alertmanager_payload, post_alert
-    from contingency.runtime.stack import read_stack, webhook_token
+    from contingency.cli.alerts import alertmanager_payload, intake_url, post_alert
+    from inventory.secrets import webhook_token
 
     settings = _settings(state_dir)
     labels = {"alertname": alertname, **_parse_labels(label or [])}
     payload = alertmanager_payload(labels, status="resolved" if resolved else "firing")
-    answer = post_alert(read_stack(settings).intake_url, webhook_token(settings), payload)
+    answer = post_alert(intake_url(settings), webhook_token(settings), payload)
     for ref in answer["incidents"]:
         out.print(f"{ref['fingerprint']}: {ref['note']} {ref.get('flow_run_id') or ''}")
 
 
 def _api(state_dir: Path | None):  # type: ignore[no-untyped-def]
-    """Point this process at the running stack's Prefect API."""
-    from contingency.runtime.stack import stack_client
+    """Point this process at the configured Prefect API (contingency/runtime/api.py)."""
+    from contingency.cli.common import api
 
-    return stack_client(_settings(state_dir))
+    return api(_settings(state_dir))
 
 
 def _decide(
@@ -225,6 +253,7 @@ def gates(
         str | None, typer.Argument(help="`reopen RUN`: re-ask the command center")
     ] = None,
     run_id: Annotated[str | None, typer.Argument(help="the interrupted incident")] = None,
+    as_json: Json = False,
     state_dir: StateDir = None,
 ) -> None:
     """List incidents waiting at a gate, with their age; `gates reopen RUN` re-asks the
@@ -247,6 +276,9 @@ def gates(
         return
     with _api(state_dir):
         rows = open_gates()
+    if as_json:
+        emit_json(rows)
+        return
     table = Table("flow run", "incident", "waiting", "expires (UTC)")
     for g in rows:
         table.add_row(
@@ -300,6 +332,7 @@ def plan_cmd(
     contingency plan runbook:NAME --target T --param max_age_min=5."""
     from prefect.deployments import run_deployment
 
+    from contingency.cli.reports import fetch_report
     from contingency.runtime.waiting import wait_for_run
 
     if not dry_run:
@@ -332,20 +365,24 @@ def plan_cmd(
             ),
         )
         final = wait_for_run(run.id, timeout_s=120)
-    path = settings.reports_path / f"incident-{run.id}.md"
-    if path.exists():
-        out.print(Markdown(path.read_text(encoding="utf-8")))
+        # the worker may be on another machine: its report is read back from Prefect
+        found = fetch_report(str(run.id), settings.reports_path / f"incident-{run.id}.md")
+    if found is not None:
+        out.print(Markdown(found.markdown))
     ok = final.state is not None and final.state.is_completed()
     raise typer.Exit(0 if ok else 1)
 
 
 def _drill_results(state_dir: Path | None) -> list[list[str]] | None:
     """Latest drill results from the stack's Prefect API; None if it is not running."""
-    settings = _settings(state_dir)
-    if not (settings.state_dir / "stack.json").exists():
-        return None
     from contingency.cli.plandoc import latest_drill_results
+    from contingency.runtime.api import api_target
+    from inventory.errors import NotConfigured
 
+    try:
+        api_target(_settings(state_dir))
+    except NotConfigured:
+        return None
     try:
         with _api(state_dir):
             return latest_drill_results()
@@ -375,7 +412,7 @@ def plans_doc(
     try:
         inv = load_inventory(inventory or _settings(state_dir).inventory_path())
     except InventoryError as exc:
-        err.print(str(exc), markup=False)
+        err.print(str(exc), markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
     text = render(inv, lang, last_results=_drill_results(state_dir))
     text = to_html(text, lang) if fmt == "html" else text
@@ -431,10 +468,25 @@ def demo(state_dir: StateDir = None, keep_up: bool = True) -> None:
 
 
 @app.command()
-def report(run_id: str, state_dir: StateDir = None) -> None:
-    """Print the report of an incident flow run."""
-    path = _settings(state_dir).reports_path / f"incident-{run_id}.md"
-    if not path.exists():
-        err.print(f"no report at {path}")
-        raise typer.Exit(1)
-    out.print(Markdown(path.read_text(encoding="utf-8")))
+def report(
+    run_id: str,
+    as_json: Json = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Print the report of an incident flow run: the local file if this machine wrote
+    it, else the report artifact from the Prefect API (any machine)."""
+    from contingency.cli.reports import fetch_report
+
+    settings = _settings(state_dir)
+    path = settings.reports_path / f"incident-{run_id}.md"
+    if path.exists() and not as_json:
+        out.print(Markdown(path.read_text(encoding="utf-8")))
+        return
+    with _api(state_dir):
+        found = fetch_report(run_id, path)
+    if found is None:
+        raise fail(f"no report for {run_id} (no file at {path}, no artifact in Prefect)")
+    if as_json:
+        emit_json(found)
+    else:
+        out.print(Markdown(found.markdown))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
@@ -21,19 +20,14 @@ from rich.markdown import Markdown
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from contingency.cli.common import Json, StateDir, api, emit_json, err, out
+from contingency.cli.common import settings_for as _settings
 from inventory.settings import Settings
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
 backups_app = typer.Typer(no_args_is_help=True, help="Backups and restore points.")
-out = Console()
-err = Console(stderr=True)
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="default ~/.contingency")]
-
-
-def _settings(state_dir: Path | None) -> Settings:
-    return Settings(state_dir=state_dir) if state_dir else Settings()
 
 
 def _dataset(settings: Settings, name: str):  # type: ignore[no-untyped-def]
@@ -42,7 +36,7 @@ def _dataset(settings: Settings, name: str):  # type: ignore[no-untyped-def]
     try:
         inv = load_inventory(settings.inventory_path())
     except InventoryError as exc:
-        err.print(str(exc), markup=False)
+        err.print(str(exc), markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if name not in inv.datasets:
         known = ", ".join(sorted(inv.datasets)) or "none"
@@ -52,7 +46,7 @@ def _dataset(settings: Settings, name: str):  # type: ignore[no-untyped-def]
 
 
 @backups_app.command("list")
-def backups_list(dataset: str, state_dir: StateDir = None) -> None:
+def backups_list(dataset: str, as_json: Json = False, state_dir: StateDir = None) -> None:
     """Restore points of DATASET: time, size, age against the RPO."""
     from inventory.errors import ContingencyError
     from tasks.storage import Store
@@ -65,6 +59,22 @@ def backups_list(dataset: str, state_dir: StateDir = None) -> None:
         err.print(f"cannot list backups: {exc}", markup=False)
         raise typer.Exit(1) from None
     now = datetime.now(UTC)
+    stale = bool(points) and points[-1].age_s(now) > ds.rpo_s
+    if as_json:
+        emit_json(
+            [
+                {
+                    "key": p.key,
+                    "taken": p.manifest.created,
+                    "size": p.manifest.size,
+                    "sha256": p.manifest.sha256,
+                    "age_s": round(p.age_s(now), 1),
+                    "within_rpo": p.age_s(now) <= ds.rpo_s,
+                }
+                for p in reversed(points)
+            ]
+        )
+        raise typer.Exit(1 if stale else 0)
     table = Table("taken (UTC)", "restore point", "size", "SHA-256", "age", "RPO")
     for p in reversed(points):
         age = p.age_s(now)
@@ -77,7 +87,7 @@ def backups_list(dataset: str, state_dir: StateDir = None) -> None:
             "[green]within[/]" if age <= ds.rpo_s else "[red]older[/]",
         )
     out.print(table if points else f"no backups of {dataset}")
-    if points and points[-1].age_s(now) > ds.rpo_s:
+    if stale:
         err.print(f"[red]the latest backup of {dataset} is older than its RPO ({ds.rpo_s}s)[/]")
         raise typer.Exit(1)
 
@@ -142,7 +152,7 @@ def restore(
     """Restore DATASET from its backups (needs two command-center sign-offs)."""
     from prefect.deployments import run_deployment
 
-    from contingency.runtime.stack import stack_client
+    from contingency.cli.reports import fetch_report
     from remediations.data_loss import parse_time
 
     settings = _settings(state_dir)
@@ -165,7 +175,7 @@ def restore(
         "alert": alert, "dry_run": dry_run, "plan": "data_loss", "target": dataset,
         "options": options,
     }  # fmt: skip
-    with stack_client(settings):
+    with api(settings):
         # called outside an event loop, run_deployment returns the run (not a coroutine)
         run = cast(
             "FlowRun",
@@ -173,7 +183,7 @@ def restore(
         )
         out.print(f"incident flow run {run.id} (Ctrl-C stops watching, not the restore)")
         name = follow(run.id, out)
-    path = settings.reports_path / f"incident-{run.id}.md"
-    if path.exists():
-        out.print(Markdown(path.read_text(encoding="utf-8")))
+        found = fetch_report(str(run.id), settings.reports_path / f"incident-{run.id}.md")
+    if found is not None:
+        out.print(Markdown(found.markdown))
     raise typer.Exit(0 if name == "Completed" else 1)

@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from inventory.settings import Settings
-
-out = Console()
-err = Console(stderr=True)
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="default ~/.contingency")]
-
-
-def _settings(state_dir: Path | None) -> Settings:
-    return Settings(state_dir=state_dir) if state_dir else Settings()
-
-
-@contextmanager
-def _stack_or_exit(settings: Settings) -> Iterator[None]:
-    """Talk to the running stack; a missing or unreachable stack is one clear line."""
-    import httpx
-
-    from contingency.runtime.stack import stack_client
-
-    try:
-        with stack_client(settings):
-            yield
-    except FileNotFoundError as exc:
-        err.print(str(exc), markup=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except httpx.HTTPError as exc:
-        err.print(f"Prefect API unreachable ({type(exc).__name__}); is the stack up?")
-        raise typer.Exit(1) from None
+from contingency.cli.common import Json, StateDir, api, emit_json, err, out
+from contingency.cli.common import settings_for as _settings
 
 
 def _follow_up(text: str):  # type: ignore[no-untyped-def]
@@ -92,7 +64,7 @@ def review(
             )
         raise typer.Exit(2) from None
     try:
-        with _stack_or_exit(settings):
+        with api(settings):
             inv = load_inventory(settings.inventory_path())
             done = append_review(run_id, form, inv, settings.reports_path, settings)
     except ReviewError as exc:
@@ -115,6 +87,7 @@ def stats(
     plot_file: Annotated[
         Path | None, typer.Option("--plot", help="write time to recover over time (PNG)")
     ] = None,
+    as_json: Json = False,
     state_dir: StateDir = None,
 ) -> None:
     """Per plan: incidents, success rate, time to recover, repeats, gate timeouts."""
@@ -125,8 +98,11 @@ def stats(
     except ValueError as exc:
         err.print(str(exc), markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    with _stack_or_exit(_settings(state_dir)):
+    with api(_settings(state_dir)):
         records = collect(start)
+    if as_json:
+        emit_json([s.model_dump(mode="json") for s in aggregate(records)])
+        return
     table = Table(
         "plan", "incidents", "success", "TTR median", "TTR p90", "repeat alerts",
         "gates timed out", "drills", title=f"Incidents since {start:%Y-%m-%d %H:%M} UTC",

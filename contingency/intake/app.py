@@ -1,5 +1,7 @@
-"""The alert intake: a FastAPI service answering 202 with the incidents it started (503 if
-Prefect did not take an alert, so the sender retries). ``/healthz`` is liveness,
+"""The alert intake: a FastAPI service that stores each post's alerts durably (the outbox)
+and answers 202; the dispatcher then starts or joins their incidents, with retries
+(``dispatch.py``). ``?wait=SECONDS`` makes the answer wait for the incidents (the CLI
+uses it). 503 only if the alerts could not be stored. ``/healthz`` is liveness,
 ``/readyz`` readiness (Prefect API, deployment, a live worker, a writable state dir)."""
 
 from __future__ import annotations
@@ -7,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -26,10 +30,12 @@ from contingency.intake.auth import (
     verify_grafana,
 )
 from contingency.intake.dedup import AnsweredCache
+from contingency.intake.dispatch import Dispatcher
 from contingency.intake.fastlane import FastLane
 from contingency.intake.grafana import GrafanaPayload
 from contingency.intake.limits import BodyTooLarge, TokenBucket, read_limited
 from contingency.intake.metrics import IntakeMetrics
+from contingency.intake.outbox import Outbox
 from contingency.intake.outcomes import IncidentOutcomes
 from contingency.intake.readiness import CheckFailed, Readiness, live_workers, probe_state_dir
 from contingency.intake.schemas import (
@@ -42,12 +48,14 @@ from contingency.intake.starter import IncidentStarter
 from inventory.alert import Alert
 from inventory.loader import load_inventory
 from inventory.models import Inventory
-from inventory.routing import route
+from inventory.secrets import webhook_token
 from inventory.settings import Settings, get_settings
 
 log = logging.getLogger("contingency.intake")
 P = TypeVar("P", bound=BaseModel)
-NOT_STARTED = "not started"
+QUEUED = "queued: stored; its incident starts or joins shortly"
+METRICS_PREFECT_WAIT_S = 5.0
+"""How long a scrape waits for Prefect's figures (Prometheus gives up after 10 s)."""
 
 
 def _readable(exc: ValidationError) -> list[str]:
@@ -64,21 +72,23 @@ def _secrets(value: SecretStr | None) -> list[SecretStr]:
     return [SecretStr(v.strip()) for v in value.get_secret_value().split(",") if v.strip()]
 
 
-def _load_routing(settings: Settings) -> Inventory | None:
-    """The inventory the intake routes with (only to label metrics by plan)."""
-    try:
-        return load_inventory(settings.inventory_path())
-    except Exception as exc:  # noqa: BLE001 - metrics only; the flow reports the real error
-        log.warning("intake: inventory not loaded, incidents counted as plan=unknown (%s)", exc)
-        return None
+class InventoryCache:
+    """The inventory the dispatcher correlates and labels metrics with, re-read at most
+    every ``ttl_s`` (an edited inventory applies without restarting the intake)."""
 
+    def __init__(self, settings: Settings, ttl_s: float = 30.0) -> None:
+        self.settings, self.ttl_s = settings, ttl_s
+        self._inv: Inventory | None = None
+        self._at = -1e9
 
-def plan_of(alert: Alert, inv: Inventory | None) -> str:
-    """The metrics label for a new incident: the routed plan, "unroutable" or "unknown"."""
-    if inv is None:
-        return "unknown"
-    decision = route(alert, inv)
-    return decision.plan.value if decision.routed and decision.plan else "unroutable"
+    def __call__(self) -> Inventory | None:
+        if time.monotonic() - self._at > self.ttl_s:
+            self._at = time.monotonic()
+            try:
+                self._inv = load_inventory(self.settings.inventory_path())
+            except Exception as exc:  # noqa: BLE001 - no correlation; the flow reports it
+                log.warning("intake: inventory not loaded, no correlation (%s)", exc)
+        return self._inv
 
 
 def readiness_checks(settings: Settings, starter: IncidentStarter) -> Readiness:
@@ -131,14 +141,13 @@ def create_app(
     settings: Settings | None = None, starter: IncidentStarter | None = None
 ) -> FastLane:
     settings = settings or get_settings()
-    if settings.webhook_token is None:
-        raise RuntimeError("CONTINGENCY_WEBHOOK_TOKEN is not set; the intake refuses to start")
-    token = settings.webhook_token.get_secret_value().encode()
+    token = webhook_token(settings).encode()
     starter = starter or IncidentStarter(
         settings.incident_deployment,
         AnsweredCache(settings.intake_dedup_cache, settings.intake_dedup_ttl_s),
     )
-    inventory = _load_routing(settings)
+    inventory = InventoryCache(settings)
+    outbox = Outbox(settings.outbox_path)
     grafana_secrets = _secrets(settings.grafana_hmac_secrets)
     generic_secrets = _secrets(settings.generic_hmac_secrets)
     replays = ReplayCache()
@@ -148,6 +157,9 @@ def create_app(
     )
     metrics = IntakeMetrics()
     readiness = readiness_checks(settings, starter)
+    dispatcher = Dispatcher(
+        outbox, starter, inventory, metrics, grace_s=settings.correlation_grace_s
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -155,11 +167,15 @@ def create_app(
             await starter.warm_up()
         except Exception as exc:  # noqa: BLE001 - the server may come later; start anyway
             log.warning("intake: Prefect API not ready yet (%s)", type(exc).__name__)
+        dispatcher.start()  # also what a previous intake stored and did not dispatch
         yield
+        await dispatcher.stop()
         await starter.close()
+        outbox.close()
 
     app = FastAPI(title="Contingency alert intake", version="0.1.0", lifespan=lifespan)
     app.state.metrics = metrics  # the hook other code calls: app.state.metrics.incident_outcome()
+    app.state.outbox = outbox
 
     def reject(endpoint: str, reason: str, exc: HTTPException) -> HTTPException:
         metrics.rejected.labels(endpoint=endpoint, reason=reason).inc()
@@ -289,41 +305,56 @@ def create_app(
                 path, client, "replay", HTTPException(401, "signature already used")
             )
 
-    async def start_all(path: str, alerts: list[Alert]) -> Response:
-        """Start (or find) each alert's incident; the answer is serialized once, here
-        (returning a ``Response`` skips FastAPI's second validation of the model)."""
-        refs: list[IncidentRef] = []
-        for alert in alerts:
-            metrics.received.labels(source=alert.source, status=alert.status).inc()
-            try:
-                ref = await starter.start(alert)
-                refs.append(ref)
-                if ref.deduplicated:
-                    metrics.deduplicated.labels(source=alert.source).inc()
-                    if ref.note == IncidentStarter.CACHED_NOTE:
-                        metrics.dedup_cache_hits.inc()
-                elif ref.flow_run_id and alert.status == "firing":
-                    metrics.started.labels(plan=plan_of(alert, inventory)).inc()
-            except Exception as exc:  # one bad alert must not hide the others
-                log.exception("could not start incident for %r", alert.fingerprint[:128])
-                refs.append(
-                    IncidentRef(
-                        fingerprint=alert.fingerprint,
-                        status=alert.status,
-                        note=f"{NOT_STARTED}: {type(exc).__name__}",
-                    )
-                )
-        answer = IntakeResponse(accepted=len(alerts), incidents=refs)
-        if any(ref.note.startswith(NOT_STARTED) for ref in refs):
-            # Prefect did not take an alert: 503 makes Alertmanager and Grafana send the
-            # whole batch again, and idempotency keys make that re-send safe.
-            metrics.rejected.labels(endpoint=path, reason="prefect_unavailable").inc()
+    def wait_of(request: Request) -> float:
+        raw = request.query_params.get("wait")
+        if raw is None:
+            return settings.intake_ack_wait_s
+        try:
+            wait = float(raw)
+        except ValueError:
+            wait = -1.0
+        if not 0 <= wait <= 25:
+            raise reject(
+                request.scope["path"],
+                "invalid",
+                HTTPException(422, {"error": "invalid query", "problems": ["wait: 0 to 25 s"]}),
+            )
+        return wait
+
+    async def start_all(
+        request: Request, alerts: list[Alert], undated: frozenset[int] = frozenset()
+    ) -> Response:
+        """Store the alerts (one durable transaction), then answer 202; the dispatcher
+        starts or joins their incidents. With a wait, the answer carries the incidents
+        known by then; the rest say "queued". The answer is serialized once, here.
+        ``undated``: positions of alerts that came without a start time of their own."""
+        path = request.scope["path"]
+        wait = wait_of(request)
+        rows = [
+            (a.model_dump_json(), a.priority, i in undated, a.fingerprint)
+            for i, a in enumerate(alerts)
+        ]
+        try:
+            ids = await asyncio.to_thread(outbox.add, rows)
+        except (sqlite3.Error, OSError) as exc:  # not stored: the sender must send again
+            log.error("intake: alerts not stored (%s: %s)", type(exc).__name__, exc)
+            metrics.rejected.labels(endpoint=path, reason="not_stored").inc()
             return Response(
-                answer.model_dump_json(),
+                '{"detail": "the alerts could not be stored; send them again"}',
                 503,
                 headers={"Retry-After": "5"},
                 media_type="application/json",
             )
+        for alert in alerts:
+            metrics.received.labels(source=alert.source, status=alert.status).inc()
+        dispatcher.start()
+        dispatcher.wake.set()
+        known = await dispatcher.answers(ids, wait) if wait > 0 else {}
+        refs = [
+            known.get(rid) or IncidentRef(fingerprint=a.fingerprint, status=a.status, note=QUEUED)
+            for rid, a in zip(ids, alerts, strict=True)
+        ]
+        answer = IntakeResponse(accepted=len(alerts), incidents=refs)
         return Response(answer.model_dump_json(), 202, media_type="application/json")
 
     @app.get("/healthz")
@@ -342,30 +373,45 @@ def create_app(
     async def alertmanager(request: Request) -> Response:
         """Alertmanager webhook (version 4); firing alerts start incidents."""
         payload = await parse(request, AlertmanagerPayload)
-        return await start_all(request.scope["path"], payload.normalized())
+        return await start_all(request, payload.normalized())
 
     @app.post("/webhook/generic", status_code=202, response_model=IntakeResponse)
     async def generic(request: Request) -> Response:
         """Generic JSON alerts; see ``GenericPayload`` for the schema."""
         payload = await parse(request, GenericPayload, signed_by="generic")
-        return await start_all(request.scope["path"], payload.normalized())
+        undated = frozenset(i for i, a in enumerate(payload.alerts) if a.starts_at is None)
+        return await start_all(request, payload.normalized(), undated)
 
     @app.post("/webhook/grafana", status_code=202, response_model=IntakeResponse)
     async def grafana(request: Request) -> Response:
         """Grafana alerting webhook (version 1), HMAC-signed when secrets are configured."""
         payload = await parse(request, GrafanaPayload, signed_by="grafana")
-        return await start_all(request.scope["path"], payload.normalized())
+        return await start_all(request, payload.normalized())
 
     # Outcomes and durations come from Prefect (finished incident runs), read on scrape.
     outcomes = IncidentOutcomes(metrics) if isinstance(starter, IncidentStarter) else None
 
+    async def read_prefect() -> None:
+        assert outcomes is not None and isinstance(starter, IncidentStarter)
+        try:
+            await outcomes.refresh(await starter.client())
+            metrics.runs_waiting.set(await starter.waiting_runs())
+        except Exception as exc:  # noqa: BLE001 - intake counters still render
+            log.warning("intake: incident outcomes not read from Prefect (%s)", exc)
+
+    reading: dict[str, asyncio.Task[None]] = {}
+
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
-        if outcomes is not None and isinstance(starter, IncidentStarter):
-            try:
-                await outcomes.refresh(await starter.client())
-            except Exception as exc:  # noqa: BLE001 - intake counters still render
-                log.warning("intake: incident outcomes not read from Prefect (%s)", exc)
+        """The intake's counters, and the incident figures read from Prefect. A read
+        that takes longer than ``METRICS_PREFECT_WAIT_S`` (Prefect busy in a storm)
+        goes on in the background: this scrape shows the last figures, never times out."""
+        metrics.queue_depth.set(await asyncio.to_thread(outbox.depth))
+        if outcomes is not None:
+            task = reading.get("task")
+            if task is None or task.done():
+                task = reading["task"] = asyncio.create_task(read_prefect())
+            await asyncio.wait({task}, timeout=METRICS_PREFECT_WAIT_S)
         return Response(metrics.render(), media_type=metrics.content_type)
 
     # The routes above document the webhooks (OpenAPI); requests take the fast lane.

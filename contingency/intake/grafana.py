@@ -31,4 +31,4 @@ class GrafanaPayload(BaseModel):
     alerts: list[GrafanaAlert] = Field(min_length=1, max_length=1000)
 
     def normalized(self) -> list[Alert]:
-        return normalize_webhook_alerts("grafana", self.alerts)
+        return normalize_webhook_alerts("grafana", self.alerts, self.groupKey)

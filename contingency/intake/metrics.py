@@ -10,6 +10,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -62,6 +63,27 @@ class IntakeMetrics:
             "Time an approval gate waited",
             ["plan", "decision"],
             buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+
+        self.absorbed = Counter(
+            "contingency_alerts_absorbed",
+            "Alerts joined to an open incident of their cause (no incident of their own)",
+            registry=r,
+        )
+        self.dispatch_errors = Counter(
+            "contingency_dispatch_errors",
+            "Stored alerts whose incident could not be started yet (retried)",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "contingency_intake_queue_depth",
+            "Alerts stored (answered 202) and not yet turned into or joined to an incident",
+            registry=r,
+        )
+        self.runs_waiting = Gauge(
+            "contingency_incident_runs_waiting",
+            "Incident runs created and waiting for a slot (the pool's concurrency cap)",
             registry=r,
         )
 

@@ -35,7 +35,7 @@ class AlertmanagerPayload(BaseModel):
     alerts: list[AMAlert] = Field(min_length=1, max_length=1000)
 
     def normalized(self) -> list[Alert]:
-        return normalize_webhook_alerts("alertmanager", self.alerts)
+        return normalize_webhook_alerts("alertmanager", self.alerts, self.groupKey)
 
 
 class WebhookAlert(Protocol):
@@ -51,7 +51,7 @@ class WebhookAlert(Protocol):
 
 
 def normalize_webhook_alerts(
-    source: Literal["alertmanager", "grafana"], alerts: Sequence[WebhookAlert]
+    source: Literal["alertmanager", "grafana"], alerts: Sequence[WebhookAlert], group: str = ""
 ) -> list[Alert]:
     """Alertmanager-shaped alerts (Grafana sends the same fields) → normalized alerts.
     Alertmanager marks "no end" with the zero time ``0001-01-01``."""
@@ -65,6 +65,7 @@ def normalize_webhook_alerts(
             starts_at=a.startsAt,
             ends_at=a.endsAt if a.endsAt and a.endsAt.year > 1 else None,
             generator_url=a.generatorURL,
+            group=group[:1024],
         )
         for a in alerts
     ]

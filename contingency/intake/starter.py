@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import DeploymentFlowRunCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
+    FlowRunFilterId,
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
@@ -32,8 +34,10 @@ from contingency.runtime.incident_runs import (
     successor_key,
 )
 from inventory.alert import Alert
+from inventory.correlation import CAUSE_TAG, Target, parse_cause_tag
 from tasks.gate.watch import RESOLVED_TAG
 from tasks.prefect_api import get_client
+from tasks.report.related import absorbed_artifact
 
 log = logging.getLogger("contingency.intake")
 SUCCESSOR_TAG = "successor-of:"
@@ -94,6 +98,10 @@ def started_note(dead: FlowRun) -> str:
     )
 
 
+OPEN_TYPES = [StateType.PAUSED, StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
+"""States of an incident that has not ended."""
+
+
 class IncidentStarter:
     """Creates one flow run of the incident deployment per firing alert.
 
@@ -104,6 +112,7 @@ class IncidentStarter:
     """
 
     CACHED_NOTE = "already running (answered by this replica)"
+    JOINED_NOTE = "already open (same fingerprint, no start time given)"
 
     def __init__(
         self, deployment_name: str, cache: AnsweredCache | None = None, api_calls: int = 4
@@ -148,9 +157,22 @@ class IncidentStarter:
             await self._client.__aexit__(None, None, None)
             self._client = None
 
-    async def start(self, alert: Alert) -> IncidentRef:
+    async def start(
+        self,
+        alert: Alert,
+        join_open: bool = False,
+        tags: list[str] | None = None,
+        work_queue: str | None = None,
+    ) -> IncidentRef:
+        """Start or find ``alert``'s incident. ``join_open``: the alert carries no start
+        time of its own (a generic sender that omits ``starts_at``), so its key changes
+        every minute; while an incident of its fingerprint is open, a re-send joins it.
+        ``tags`` go on a run created now (its cause); ``work_queue``: the pool's queue
+        it waits in (by severity)."""
         if alert.status == "resolved":
             return await self.mark_resolved(alert)
+        if join_open and (found := await self.open_runs(alert.fingerprint, limit=1)):
+            return self._ref(alert, str(found[0].id), deduplicated=True, note=self.JOINED_NOTE)
         key = alert.idempotency_key()
         run_id = self.cache.get(key)
         if run_id is not None:
@@ -162,7 +184,7 @@ class IncidentStarter:
         pending = asyncio.get_running_loop().create_future()
         self._inflight[key] = pending
         try:
-            run_id, created, note = await self._resolve(alert, key)
+            run_id, created, note = await self._resolve(alert, key, tags or [], work_queue)
         except asyncio.CancelledError:
             pending.cancel()
             raise
@@ -178,14 +200,16 @@ class IncidentStarter:
         self.cache.put(key, run_id)
         return self._ref(alert, run_id, deduplicated=not created, note=note)
 
-    async def _resolve(self, alert: Alert, key: str) -> tuple[str, bool, str]:
+    async def _resolve(
+        self, alert: Alert, key: str, extra: list[str], queue: str | None
+    ) -> tuple[str, bool, str]:
         """The run that handles ``key``: (flow run id, True if created now, note).
 
         An existing run that ended without handling the alert is followed by a successor
         (created, or found if another replica created it first), at most
         ``MAX_SUCCESSORS`` deep.
         """
-        run_id, existing = await self._create(alert, key)
+        run_id, existing = await self._create(alert, key, extra=extra, queue=queue)
         if existing is None:
             return run_id, True, "incident started"
         dead: FlowRun | None = None  # the last dead run this answer stepped over
@@ -196,7 +220,9 @@ class IncidentStarter:
                     log.warning("intake: alert %r: %s", alert.fingerprint[:128], step.note)
                 return str(existing.id), False, step.note
             key = step.successor
-            run_id, found = await self._create(alert, key, successor_of=str(existing.id))
+            run_id, found = await self._create(
+                alert, key, successor_of=str(existing.id), extra=extra, queue=queue
+            )
             if found is None:
                 log.warning(
                     "intake: incident %s ended without handling alert %r (%s); started %s",
@@ -209,7 +235,12 @@ class IncidentStarter:
             dead, existing = existing, found
 
     async def _create(
-        self, alert: Alert, key: str, successor_of: str | None = None
+        self,
+        alert: Alert,
+        key: str,
+        successor_of: str | None = None,
+        extra: list[str] | None = None,
+        queue: str | None = None,
     ) -> tuple[str, FlowRun | None]:
         """Ask Prefect for the run of ``key``: (flow run id, None if it was created now,
         else the existing run as Prefect answered it, state included)."""
@@ -217,10 +248,12 @@ class IncidentStarter:
         tags = ["incident", f"source:{alert.source}", f"fingerprint:{alert.fingerprint}"]
         if successor_of is not None:
             tags.append(f"{SUCCESSOR_TAG}{successor_of}")
+        tags += extra or []
         body = DeploymentFlowRunCreate(
             parameters={"alert": alert.model_dump(mode="json")},
             idempotency_key=key,
             tags=tags,
+            work_queue_name=queue,
         )
         # The API answers 201 when it created the run and 200 when the idempotency key
         # matched an existing one; the typed client method hides that, so post directly.
@@ -246,18 +279,24 @@ class IncidentStarter:
             note=note,
         )
 
+    async def open_runs(self, fingerprint: str, limit: int | None = None) -> list[FlowRun]:
+        """The incidents of ``fingerprint`` that have not ended (waiting, running, paused)."""
+        client, _ = await self._ensure()
+        async with self._api:
+            return await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[f"fingerprint:{fingerprint}"]),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=OPEN_TYPES)),
+                ),
+                limit=limit,
+            )
+
     async def mark_resolved(self, alert: Alert) -> IncidentRef:
         """Tag the alert's open incidents ``alert-resolved``: a waiting gate then closes
         as "cleared" and nothing runs. Starts no incident."""
         client, _ = await self._ensure()
-        open_types = [StateType.PAUSED, StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
+        runs = await self.open_runs(alert.fingerprint)
         async with self._api:
-            runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    tags=FlowRunFilterTags(all_=[f"fingerprint:{alert.fingerprint}"]),
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=open_types)),
-                )
-            )
             for run in runs:
                 await client.update_flow_run(run.id, tags=[*run.tags, RESOLVED_TAG])
         return IncidentRef(
@@ -265,3 +304,66 @@ class IncidentStarter:
             status="resolved",
             note=f"resolved: {len(runs)} open incident(s) marked, none started",
         )
+
+    async def open_causes(self) -> dict[Target, tuple[str, str]]:
+        """Open incidents by cause: ``(kind, name)`` → ``(flow run id, fingerprint)``."""
+        client, _ = await self._ensure()
+        runs: list[FlowRun] = []
+        while True:  # the API answers at most 200 a page
+            async with self._api:
+                page = await client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        tags=FlowRunFilterTags(all_=["incident", CAUSE_TAG]),
+                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=OPEN_TYPES)),
+                    ),
+                    limit=200,
+                    offset=len(runs),
+                )
+            runs += page
+            if len(page) < 200:
+                break
+        causes: dict[Target, tuple[str, str]] = {}
+        for run in sorted(runs, key=lambda r: r.created or r.expected_start_time or 0):
+            fp = next((t.removeprefix("fingerprint:") for t in run.tags if
+                       t.startswith("fingerprint:")), "")  # fmt: skip
+            for tag in run.tags:
+                if (cause := parse_cause_tag(tag)) is not None:
+                    causes.setdefault(cause, (str(run.id), fp))
+        return causes
+
+    async def ended(self, run_ids: list[str]) -> dict[str, datetime]:
+        """Of ``run_ids``, those that ended: run id → when (for absorbed alerts)."""
+        if not run_ids:
+            return {}
+        client, _ = await self._ensure()
+        async with self._api:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(r) for r in run_ids]))
+            )
+        out = {}
+        for run in runs:
+            if run.state is not None and run.state.is_final():
+                out[str(run.id)] = run.end_time or run.state.timestamp or datetime.now(UTC)
+        return out
+
+    async def waiting_runs(self) -> int:
+        """Incident runs created and not yet taken by a worker (Scheduled, Late)."""
+        client, _ = await self._ensure()
+        async with self._api:
+            return int(
+                await client.count_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        tags=FlowRunFilterTags(all_=["incident"]),
+                        state=FlowRunFilterState(
+                            type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])
+                        ),
+                    )
+                )
+            )
+
+    async def record_absorbed(self, run_id: str, alerts: list[Alert]) -> None:
+        """Append absorbed alerts to the open incident's record (a table artifact per
+        batch under key ``absorbed-<run id>``; the report reads every version)."""
+        client, _ = await self._ensure()
+        async with self._api:
+            await client.create_artifact(absorbed_artifact(run_id, alerts))

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from contingency.lab.sshd import SshdServer, generate_client_key
-from contingency.runtime.processes import alive
+from contingency.runtime.processes import alive, port_or_free
 from inventory.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "inventory" / "examples" / "lab"
@@ -80,7 +80,16 @@ def start_lab(
     """Start every lab host and its services; return the rendered inventory directory."""
     hosts = _load("hosts.yaml")["hosts"]
     services = _load("services.yaml")["services"]
-    ports = {**DEFAULT_SERVICE_PORTS, **(service_ports or {})}
+    # The defaults unless taken (a second lab on this machine): then free ports.
+    ssh_port = ssh_port or port_or_free(
+        int(next(iter(hosts.values()))["port"]), [h["address"] for h in hosts.values()]
+    )
+    ports = {
+        name: port_or_free(port, [hosts[services[name]["host"]]["address"]])
+        for name, port in DEFAULT_SERVICE_PORTS.items()
+        if name in services
+    }
+    ports.update(service_ports or {})
     key_path = settings.secrets_dir / KEY_SECRET
     key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pub_path = settings.lab_dir / f"{KEY_SECRET}.pub"

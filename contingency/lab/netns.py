@@ -20,7 +20,9 @@ import os
 import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -44,6 +46,24 @@ def sh(*argv: str, check: bool = True, netns: str | None = None) -> str:
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(full)}: exit {proc.returncode}: {proc.stderr.strip()}")
     return proc.stdout
+
+
+SUBNET_LOCK = Path("/run/lock/contingency-subnets.lock")
+
+
+@contextlib.contextmanager
+def subnet_lock() -> Iterator[None]:
+    """Held from choosing a free subnet until its address is on a root interface, so
+    that labs (and test fixtures) starting at the same moment choose different ones."""
+    import fcntl
+
+    SUBNET_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(SUBNET_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def free_mgmt_subnet() -> ipaddress.IPv4Network:
@@ -103,11 +123,12 @@ class Topology:
     def mgmt_link(self, role: str, ifname: str, bridge: str | None = None) -> list[str]:
         """The one root link: a veth on a free /28. Returns the /28's host addresses:
         [0] is the root side, [1] the namespace side (on ``bridge`` if given)."""
-        self.mgmt = free_mgmt_subnet()
-        hosts = [str(h) for h in self.mgmt.hosts()]
-        root_if = f"{PREFIX}m{self.suffix}"
-        self.veth("root", root_if, role, ifname)
-        self.addr("root", root_if, f"{hosts[0]}/{self.mgmt.prefixlen}")
+        with subnet_lock():  # two labs starting at once must not pick the same /28
+            self.mgmt = free_mgmt_subnet()
+            hosts = [str(h) for h in self.mgmt.hosts()]
+            root_if = f"{PREFIX}m{self.suffix}"
+            self.veth("root", root_if, role, ifname)
+            self.addr("root", root_if, f"{hosts[0]}/{self.mgmt.prefixlen}")
         if bridge:
             self.run(role, "ip", "link", "set", ifname, "master", bridge, "up")
         self.addr(role, bridge or ifname, f"{hosts[1]}/{self.mgmt.prefixlen}")

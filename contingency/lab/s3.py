@@ -80,7 +80,27 @@ class S3Server:
 
 
 def start_s3(data_dir: Path, s3_port: int | None = None, timeout: float = 30.0) -> S3Server:
-    """Start ``weed server -s3`` bound to 127.0.0.1 and wait until S3 answers."""
+    """Start ``weed server -s3`` bound to 127.0.0.1 and wait until S3 answers.
+
+    Ports are picked free, but another process may take one (or its gRPC twin) before
+    weed binds it: a start that fails on "address already in use" is tried again on
+    other ports (up to three times)."""
+    for attempt in range(3):
+        try:
+            return _start_s3_once(data_dir, s3_port, timeout)
+        except _PortTaken:
+            if attempt == 2:
+                raise RuntimeError(
+                    f"weed could not bind its ports three times; see {data_dir / 'weed.log'}"
+                ) from None
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+def _start_s3_once(data_dir: Path, s3_port: int | None, timeout: float) -> S3Server:
     data_dir.mkdir(parents=True, exist_ok=True)
     s3p = s3_port or _free_port()
     ports = [_free_port() for _ in range(3)]
@@ -90,7 +110,9 @@ def start_s3(data_dir: Path, s3_port: int | None = None, timeout: float = 30.0) 
         "-s3", f"-s3.port={s3p}", "-s3.port.iceberg=0", "-s3.port.lance=0",
         "-volume.max=200", "-master.volumeSizeLimitMB=128",
     ]  # fmt: skip
-    log = open(data_dir / "weed.log", "ab")  # noqa: SIM115 - owned by the child
+    log_path = data_dir / "weed.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=data_dir,
         start_new_session=True,  # the lab's S3 outlives `contingency up`
@@ -99,7 +121,11 @@ def start_s3(data_dir: Path, s3_port: int | None = None, timeout: float = 30.0) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"weed exited {proc.returncode}; see {data_dir / 'weed.log'}")
+            with open(log_path, "rb") as f:
+                f.seek(start)
+                if b"address already in use" in f.read():
+                    raise _PortTaken()
+            raise RuntimeError(f"weed exited {proc.returncode}; see {log_path}")
         try:
             urllib.request.urlopen(srv.endpoint, timeout=1).close()  # noqa: S310 - loopback
             return srv

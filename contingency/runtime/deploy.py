@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import yaml
 from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.flows import Flow, load_flow_from_entrypoint
 
 from tasks.prefect_api import get_client
@@ -15,6 +16,9 @@ from tasks.prefect_api import get_client
 # Every flow run sends Prefect's heartbeat events (every 30 s, Prefect's minimum): the
 # reconciler reads them to tell a live incident from one whose process died.
 RUN_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+FLOW_RUN_COMMAND = "contingency-flow-run"
+"""The pool's command: a console script of this package (contingency/runtime/forkexec.py),
+found on the worker's PATH — no path of the machine that deployed is written anywhere."""
 PROJECT_FILE = Path(__file__).resolve().parents[2] / "prefect.yaml"
 
 
@@ -37,9 +41,11 @@ LOCKED_VARIABLES = ("name", "labels", "stream_output")
 """The only job variables a deployment or a flow run may set on this pool."""
 
 
-def locked_job_template(command: str, work_dir: Path) -> dict[str, Any]:
+def locked_job_template(command: str = FLOW_RUN_COMMAND) -> dict[str, Any]:
     """The process pool's base job template with the command, the environment and the
-    working directory fixed: no ``{{ placeholder }}`` for them and no such variable,
+    working directory fixed: no ``{{ placeholder }}`` for them and no such variable
+    (the working directory is the worker's own: ``contingency-flow-run`` moves into
+    ``<its state dir>/work``),
     and ``additionalProperties: false``, so the server refuses (422) any deployment or
     flow run whose ``job_variables`` try to set them (else whoever holds the API auth
     string could run any command as the worker's user). ``env`` needs this: the worker
@@ -60,48 +66,69 @@ def locked_job_template(command: str, work_dir: Path) -> dict[str, Any]:
         "labels": "{{ labels }}",
         "name": "{{ name }}",
         "stream_output": "{{ stream_output }}",
-        "working_dir": str(work_dir),
     }
     return {"job_configuration": job, "variables": variables}
 
 
+QUEUE_PRIORITY = {"critical": 1, "default": 2, "low": 3}
+"""The pool's queues (lower runs first when the pool is at its cap): the intake puts an
+incident in one by its alert's severity (``contingency/intake/dispatch.QUEUES``)."""
+
+
 async def ensure_work_pool(
-    name: str, command: str | None = None, work_dir: Path | None = None
+    name: str, locked: bool = True, command: str | None = None, concurrency: int | None = None
 ) -> None:
-    """Create the process work pool, or lock down an existing one's job template."""
+    """Create the process work pool, or lock down an existing one's job template; set its
+    concurrency cap (runs paused at a gate do not count) and its severity queues."""
     from prefect.client.schemas.actions import WorkPoolUpdate
 
-    template = locked_job_template(command, work_dir or Path.cwd()) if command is not None else None
+    template = locked_job_template(command or FLOW_RUN_COMMAND) if locked else None
     async with get_client() as client:
-        try:
-            await client.create_work_pool(
-                WorkPoolCreate(name=name, type="process", base_job_template=template or {})
-            )
-        except ObjectAlreadyExists:
+        try:  # read first: no server logs a duplicate-name error for an existing pool
+            pool = await client.read_work_pool(name)
+        except ObjectNotFound:
+            pool = None
+            with contextlib.suppress(ObjectAlreadyExists):  # created just now elsewhere
+                await client.create_work_pool(
+                    WorkPoolCreate(
+                        name=name,
+                        type="process",
+                        base_job_template=template or {},
+                        concurrency_limit=concurrency,
+                    )
+                )
+        if pool is not None and (template is not None or pool.concurrency_limit != concurrency):
+            update: dict[str, Any] = {"concurrency_limit": concurrency}
             if template is not None:
-                await client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
+                update["base_job_template"] = template
+            await client.update_work_pool(name, WorkPoolUpdate(**update))
+        await ensure_queues(client, name)
+
+
+async def ensure_queues(client: Any, pool: str) -> None:
+    """The severity queues with their priorities (read first, then created or updated)."""
+    existing = {q.name: q for q in await client.read_work_queues(work_pool_name=pool)}
+    for queue, priority in sorted(QUEUE_PRIORITY.items(), key=lambda kv: kv[1]):
+        found = existing.get(queue)
+        if found is None:
+            with contextlib.suppress(ObjectAlreadyExists):
+                await client.create_work_queue(name=queue, work_pool_name=pool, priority=priority)
+        elif found.priority != priority:
+            await client.update_work_queue(found.id, priority=priority)
 
 
 async def apply_deployments(
     work_pool: str,
     path: Path | None = None,
     env: dict[str, str] | None = None,
-    work_dir: Path | None = None,
     command: str | None = None,
 ) -> list[str]:
     """Create or update every deployment; returns ``flow/deployment`` names.
 
-    The code is the installed distribution (module-path entrypoints), so the only pull
-    step sets the working directory: without one, Prefect copies the worker's whole
-    current directory into a temporary workspace before every run.
+    The code is the installed distribution (module-path entrypoints), so there are no
+    pull steps: nothing of the machine that deployed (paths, checkout) is recorded, and
+    a worker anywhere runs the flows from its own installation.
     """
-    pull = [
-        {
-            "prefect.deployments.steps.set_working_directory": {
-                "directory": str(work_dir or Path.cwd())
-            }
-        }
-    ]
     # The command and the environment live in the work pool's locked template
     # (ensure_work_pool); a pool without one (e.g. made by hand) still gets them here.
     job_variables: dict[str, Any] = {}
@@ -129,7 +156,7 @@ async def apply_deployments(
                 job_variables=job_variables,
                 concurrency_limit=spec.get("concurrency_limit"),
                 schedules=schedules(spec),
-                pull_steps=pull,
+                pull_steps=[],
             )
             names.append(f"{flow.name}/{spec['name']}")
     return names
@@ -161,3 +188,16 @@ def schedules(spec: dict[str, Any]) -> list[Any]:
             )
         )
     return out
+
+
+def ensure_limits(settings: Any) -> int:
+    """Create the concurrency limit of every inventory target once (read first: no
+    server logs a duplicate-name error); returns how many were new. A target added to
+    the inventory later gets its limit on first use (remediations/rails.py)."""
+    from inventory.loader import load_inventory
+    from remediations.rails import ensure_limit, lock_name
+
+    inv = load_inventory(settings.inventory_path())
+    targets = {*inv.hosts, *inv.services, *inv.datasets, *inv.links}
+    with get_client(sync_client=True) as client:
+        return sum(ensure_limit(client, lock_name(t)) for t in sorted(targets))

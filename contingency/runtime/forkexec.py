@@ -54,7 +54,23 @@ def _run_state() -> dict[str, object]:
         return {}
 
 
+def work_dir() -> str:
+    """Where a flow run works: ``<the worker's state dir>/work`` (made if missing), so
+    the pool's template names no path of any machine."""
+    state = os.environ.get("CONTINGENCY_STATE_DIR") or os.path.expanduser("~/.contingency")
+    path = os.path.join(state, "work")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
 def main() -> int:
+    try:
+        # Not the worker's temporary directory: under systemd the worker and the fork
+        # server each have their own /tmp, and a run can outlive a restarted worker.
+        os.chdir(work_dir())
+    except OSError as exc:
+        print(f"contingency-flow-run: no usable work directory: {exc}", file=sys.stderr)
+        return 1  # the worker marks the run Crashed; the reconciler reports it
     path = os.environ.get(ENV)
     if not path:
         _fallback()

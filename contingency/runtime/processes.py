@@ -30,6 +30,71 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def local_address(host: str) -> str:
+    """The address a client on this machine uses for a server bound to ``host``.
+
+    >>> local_address("0.0.0.0"), local_address("192.0.2.7")
+    ('127.0.0.1', '192.0.2.7')
+    """
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+
+
+def port_free(host: str, port: int) -> bool:
+    """Can a server bind ``host:port`` now (nobody listens there)?"""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def port_or_free(preferred: int, hosts: list[str], explicit: bool = False) -> int:
+    """``preferred`` if it is free on every one of ``hosts``, else a port that is (one
+    the kernel hands out on the first, checked on the rest). A port the user asked for
+    explicitly is kept as it is: a clash then fails loudly where it is used.
+
+    >>> port_or_free(0, ["127.0.0.1"]) > 0
+    True
+    """
+    if explicit or (preferred and all(port_free(h, preferred) for h in hosts)):
+        return preferred
+    for _ in range(50):
+        port = free_port(hosts[0])
+        if all(port_free(h, port) for h in hosts[1:]):
+            return port
+    raise StartupError(f"no port free on all of {', '.join(hosts)}")
+
+
+def rotate_logs(log_dir: Path, max_bytes: int, keep: int) -> list[str]:
+    """Rotate each ``*.log`` in ``log_dir`` bigger than ``max_bytes``: ``x.log.1`` …
+    ``x.log.<keep>`` hold the older content (the oldest dropped), and ``x.log`` is
+    copied then truncated in place, because the component writing it keeps its file
+    open (opened for append: its next line lands at the new end). Returns the names
+    rotated. Lines written between the copy and the truncation are lost — the price
+    of rotating a file someone else holds open (logrotate's ``copytruncate``)."""
+    import shutil
+
+    rotated = []
+    for path in sorted(log_dir.glob("*.log")):
+        try:
+            if path.stat().st_size <= max_bytes:
+                continue
+            for i in range(keep - 1, 0, -1):
+                older = path.with_name(f"{path.name}.{i}")
+                if older.exists():
+                    older.replace(path.with_name(f"{path.name}.{i + 1}"))
+            if keep > 0:
+                shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+            with path.open("r+b") as fh:
+                fh.truncate(0)
+            rotated.append(path.name)
+        except OSError:
+            continue  # a full disk or a file that vanished: try again next time
+    return rotated
+
+
 _children: dict[int, subprocess.Popen[bytes]] = {}
 """Processes this process spawned and has not reaped (kept so that ``subprocess`` does
 not reap them behind :func:`reap`'s back and lose their exit status)."""

@@ -24,15 +24,19 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from contingency.runtime.processes import (
-    free_port,
     has_env,
     http_ok,
+    local_address,
+    port_or_free,
     processes_with_env,
     spawn,
     stop_groups,
     wait_until,
 )
+from inventory.secrets import local_secret, webhook_token
 from inventory.settings import Settings
+
+__all__ = ["webhook_token"]  # re-exported: tests and benchmarks import it from here
 
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
 COMPONENTS = ["server", "forkserver", "worker", "intake", "reconciler"]
@@ -58,18 +62,9 @@ class StackInfo(BaseModel):
     lab: bool = False
 
 
-def _secret_file(settings: Settings, name: str, make: str) -> str:
-    path = settings.secrets_dir / name
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.write_text(make)
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
 def auth_string(settings: Settings) -> str:
     """The Prefect API auth string of this state dir's stack (generated once)."""
-    return _secret_file(settings, "prefect-auth-string", f"admin:{secrets.token_urlsafe(24)}")
+    return local_secret(settings, "prefect-auth-string", f"admin:{secrets.token_urlsafe(24)}")
 
 
 def stack_client(settings: Settings) -> AbstractContextManager[object]:
@@ -80,17 +75,11 @@ def stack_client(settings: Settings) -> AbstractContextManager[object]:
     )
 
 
-def webhook_token(settings: Settings) -> str:
-    if settings.webhook_token is not None:
-        return settings.webhook_token.get_secret_value()
-    return _secret_file(settings, "webhook-token", secrets.token_urlsafe(32))
-
-
 def stack_env(settings: Settings, api_port: int, database_url: str | None) -> dict[str, str]:
     """Environment shared by the server, worker, flow runs and intake."""
     from cryptography.fernet import Fernet
 
-    api = f"http://127.0.0.1:{api_port}/api"
+    api = f"http://{local_address(settings.api_host)}:{api_port}/api"
     prefect_home = settings.state_dir / "prefect"
     db = database_url or f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
@@ -100,7 +89,7 @@ def stack_env(settings: Settings, api_port: int, database_url: str | None) -> di
             "PREFECT_HOME": str(prefect_home),
             "PREFECT_API_URL": api,
             "PREFECT_UI_API_URL": api,
-            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_HOST": settings.api_host,
             "PREFECT_SERVER_API_PORT": str(api_port),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_DATABASE_CONNECTION_URL": db,
@@ -108,7 +97,7 @@ def stack_env(settings: Settings, api_port: int, database_url: str | None) -> di
             # gate. Require an auth string (the UI asks for it once per browser).
             "PREFECT_SERVER_API_AUTH_STRING": auth_string(settings),
             "PREFECT_API_AUTH_STRING": auth_string(settings),
-            "PREFECT_SERVER_ENCRYPTION_KEY": _secret_file(
+            "PREFECT_SERVER_ENCRYPTION_KEY": local_secret(
                 settings, "prefect-encryption-key", Fernet.generate_key().decode()
             ),
             "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASE_STORAGE,
@@ -165,11 +154,22 @@ def up(
         with console.status("starting the lab (sshd hosts and sample services)"):
             inv_path = start_lab(settings, lab_ssh_port, lab_service_ports)
         settings = settings.model_copy(update={"inventory": inv_path})
-    api_port = settings.api_port if api_port is None else api_port
-    intake_port = settings.intake_port if intake_port is None else intake_port
-    api_port, intake_port = api_port or free_port(), intake_port or free_port()
+    if database_url is None and settings.database_url is not None:
+        database_url = settings.database_url.get_secret_value()
+    # The configured ports unless taken and not asked for (a second stack on this
+    # machine): then free ones. 0 always picks a free port.
+    api_port = port_or_free(
+        settings.api_port if api_port is None else api_port,
+        [settings.api_host],
+        explicit=bool(api_port) or "api_port" in settings.model_fields_set,
+    )
+    intake_port = port_or_free(
+        settings.intake_port if intake_port is None else intake_port,
+        [settings.intake_host],
+        explicit=bool(intake_port) or "intake_port" in settings.model_fields_set,
+    )
     if database_url:
-        _secret_file(settings, "prefect-database-url", database_url)
+        local_secret(settings, "prefect-database-url", database_url)
     env = _env(settings, api_port, database_url, polling)
     argvs = _argvs(settings, api_port, intake_port, run_dir)
     (run_dir).mkdir(parents=True, exist_ok=True)
@@ -187,29 +187,25 @@ def up(
     # What the supervisor restarts a component with (secrets inside: owner only).
     _write_private(run_dir / "env.json", json.dumps({"env": {n: env for n in argvs}}))
     (settings.state_dir / "prefect").mkdir(parents=True, exist_ok=True)
-    with console.status(f"starting the Prefect server on 127.0.0.1:{api_port}"):
+    with console.status(f"starting the Prefect server on {settings.api_host}:{api_port}"):
         _start(settings, "server", argvs, env, run_dir)
     with console.status("applying the work pool and deployments"), api_settings(env):
         from contingency.runtime.deploy import apply_deployments, ensure_work_pool
 
-        work_dir = settings.state_dir / "work"
-        work_dir.mkdir(parents=True, exist_ok=True)
         # command, env and working directory fixed in the pool's template (no overrides)
         asyncio.run(
             ensure_work_pool(
-                settings.work_pool,
-                command=f"{sys.executable} -m contingency.runtime.forkexec",
-                work_dir=work_dir,
+                settings.work_pool, locked=True, concurrency=settings.incident_max_concurrent
             )
         )
-        names = asyncio.run(apply_deployments(settings.work_pool, work_dir=work_dir))
+        names = asyncio.run(apply_deployments(settings.work_pool))
     console.print(f"deployments: {', '.join(names)}")
     for name in ("forkserver", "worker", "intake", "reconciler", "supervisor"):
         _start(settings, name, argvs, env, run_dir)
-    intake_url = f"http://127.0.0.1:{intake_port}"
+    intake_url = f"http://{local_address(settings.intake_host)}:{intake_port}"
     info = StackInfo(
         api_url=env["PREFECT_API_URL"],
-        ui_url=f"http://127.0.0.1:{api_port}",
+        ui_url=f"http://{local_address(settings.api_host)}:{api_port}",
         intake_url=intake_url,
         state_dir=str(settings.state_dir),
         inventory=str(settings.inventory_path()),
@@ -233,47 +229,30 @@ def _env(
 def _argvs(
     settings: Settings, api_port: int, intake_port: int, run_dir: Path
 ) -> dict[str, list[str]]:
+    """The components as `contingency` commands (contingency/cli/components.py), as an
+    operations team would run them one per machine; the server is Prefect's own."""
+    me = [sys.executable, "-m", "contingency"]
     return {
         "server": [
             _bin("prefect"),
             "server",
             "start",
             "--host",
-            "127.0.0.1",
+            settings.api_host,
             "--port",
             str(api_port),
         ],
-        "forkserver": [
-            sys.executable,
-            "-m",
-            "contingency.runtime.forkserver",
-            str(run_dir / "forkserver.sock"),
-        ],
+        "forkserver": [*me, "forkserver", "--socket", str(run_dir / "forkserver.sock")],
         "worker": [
-            _bin("prefect"),
+            *me,
             "worker",
-            "start",
             "--pool",
             settings.work_pool,
-            "--type",
-            "process",
             "--name",
             f"contingency-{settings.work_pool}",
         ],
-        "intake": [
-            _bin("uvicorn"),
-            "--factory",
-            "contingency.intake.app:app_from_env",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(intake_port),
-            "--no-access-log",
-            # bounded request heads: 431 past the size / field count, 408 when slow
-            "--http",
-            "contingency.intake.protocol:GuardedHttpTools",
-        ],
-        "reconciler": [sys.executable, "-m", "contingency.runtime.reconciler"],
+        "intake": [*me, "intake", "--host", settings.intake_host, "--port", str(intake_port)],
+        "reconciler": [*me, "reconciler"],
         "supervisor": [
             sys.executable,
             "-m",
@@ -307,9 +286,11 @@ def _start(
             run_dir / "forkserver.log",
         )
     elif name == "intake":
-        port = argvs[name][argvs[name].index("--port") + 1]
+        argv = argvs[name]
+        port = argv[argv.index("--port") + 1]
+        host = local_address(argv[argv.index("--host") + 1])
         wait_until(
-            lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+            lambda: http_ok(f"http://{host}:{port}/healthz"),
             "alert intake",
             60,
             run_dir / "intake.log",
@@ -419,11 +400,19 @@ def restart(settings: Settings, name: str) -> None:
         _start(settings, name, meta["argv"], env, run_dir)
 
 
-def read_stack(settings: Settings) -> StackInfo:
+def recorded_stack(settings: Settings) -> StackInfo | None:
+    """The stack `contingency up` recorded in the state dir, if there is one."""
     path = settings.state_dir / "stack.json"
     if not path.exists():
-        raise FileNotFoundError(f"no stack recorded in {settings.state_dir}; run `contingency up`")
+        return None
     return StackInfo.model_validate(json.loads(path.read_text()))
+
+
+def read_stack(settings: Settings) -> StackInfo:
+    info = recorded_stack(settings)
+    if info is None:
+        raise FileNotFoundError(f"no stack recorded in {settings.state_dir}; run `contingency up`")
+    return info
 
 
 def down(settings: Settings) -> list[str]:

@@ -35,12 +35,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from contingency.runtime.processes import alive, describe_exit, has_env, reap, stop_groups
+from contingency.runtime.processes import (
+    alive,
+    describe_exit,
+    has_env,
+    reap,
+    rotate_logs,
+    stop_groups,
+)
 
 CHECK_S = 1.0
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
 STABLE_S = 60.0
+ROTATE_EVERY_S = 10.0
+"""How often the component logs in ``run/`` are checked against ``log_max_bytes``."""
 KEEP_GROUP = {"forkserver", "worker"}
 """Components whose leftover process group is NOT cleaned up before a restart: the
 fork server's group holds the flow runs (some waiting at a gate), the worker's the
@@ -102,8 +111,16 @@ class Supervisor:
 
     def run(self) -> None:
         log(f"supervising {', '.join(self.names)} (pid {os.getpid()})")
+        from inventory.settings import Settings
+
+        settings = Settings()
+        rotated_at = 0.0
         while True:
             self.tick()
+            if time.monotonic() - rotated_at >= ROTATE_EVERY_S:
+                rotated_at = time.monotonic()
+                for name in rotate_logs(self.run_dir, settings.log_max_bytes, settings.log_keep):
+                    log(f"rotated {name}")
             time.sleep(CHECK_S)
 
     def tick(self) -> None:

@@ -1,6 +1,7 @@
 """Attacks on the request head and on the rate limit, against real intake processes
-started with the uvicorn argv ``contingency up`` uses (``contingency.runtime.stack._argvs``:
-the guarded httptools protocol, ``contingency/intake/protocol.py``).
+started with the uvicorn argv `contingency up` runs (`contingency intake` execs
+``contingency.cli.components.intake_argv``: the guarded httptools protocol,
+``contingency/intake/protocol.py``).
 
 The head attacks never get past the request line and headers, so that intake's Prefect
 API is a closed port; the flood test needs Prefect to answer the legitimate sender
@@ -22,6 +23,7 @@ from threading import Event
 import pytest
 import requests
 
+from contingency.cli.components import intake_argv
 from contingency.runtime.processes import StartupError, free_port, http_ok, wait_until
 from contingency.runtime.stack import _argvs
 from inventory.settings import Settings
@@ -42,7 +44,10 @@ def _start(
     state_dir: Path, env_extra: dict[str, str], prefect: str | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     port, dead = free_port(), free_port()
-    argv = _argvs(Settings(state_dir=state_dir), dead, port, state_dir / "run")["intake"]
+    # what `contingency up` runs is `contingency intake`, which execs exactly this argv
+    stack = _argvs(Settings(state_dir=state_dir), dead, port, state_dir / "run")["intake"]
+    assert stack[1:4] == ["-m", "contingency", "intake"]
+    argv = intake_argv("127.0.0.1", port)
     assert "contingency.intake.protocol:GuardedHttpTools" in argv
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
     env |= {

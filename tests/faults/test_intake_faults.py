@@ -24,7 +24,7 @@ from contingency.lab.launcher import crash_service
 from contingency.runtime.stack import restart
 from contingency.runtime.waiting import wait_for_run
 from inventory.loader import load_inventory
-from tests.fixtures_stack import Stack, service_pid, wait_for
+from tests.fixtures_stack import ACK_WAIT, Stack, service_pid, wait_for
 
 
 def injections(marker: str) -> list[str]:
@@ -295,6 +295,8 @@ def generic_hmac(lab_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         restart(lab_stack.settings, "intake")
         wait_for(lambda: _healthy(lab_stack), what="intake back")
 
+    # the stack's intake answers with its incidents (ACK_WAIT); so does the restarted one
+    monkeypatch.setenv("CONTINGENCY_INTAKE_ACK_WAIT_S", ACK_WAIT)
     monkeypatch.setenv("CONTINGENCY_GENERIC_HMAC_SECRETS", GENERIC_SECRETS)
     restart_intake()
     try:
@@ -411,40 +413,72 @@ def test_storm_of_resends_starts_one_incident_per_fingerprint(lab_stack: Stack) 
         assert run.state is not None and run.state.name == "Escalated"  # unroutable
 
 
-def test_prefect_unreachable_answers_503_so_the_sender_retries(lab_stack: Stack) -> None:
-    """A real intake process whose Prefect API is a closed port: the alert is not lost
-    behind a 202; the answer is 503 with Retry-After and names the alert."""
+def test_prefect_unreachable_the_alert_is_stored_and_started_after_a_kill_9(
+    lab_stack: Stack, tmp_path: Path
+) -> None:
+    """A real intake whose Prefect API is a closed port still answers 202 ("queued"): the
+    alert is on disk. The intake is killed (-9) with the alert undispatched; an intake
+    started on the same outbox, now with the real API, starts its incident: nothing lost."""
     import os
+    import signal
     import subprocess
     import sys
 
     from contingency.runtime.processes import free_port
+    from tasks.prefect_api import get_client
 
-    port, dead = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
-    env |= {
-        "PREFECT_API_URL": f"http://127.0.0.1:{dead}/api",
-        "PREFECT_CLIENT_MAX_RETRIES": "0",
-        "CONTINGENCY_WEBHOOK_TOKEN": lab_stack.token,
-        "CONTINGENCY_INVENTORY": str(lab_stack.inventory),
-        "CONTINGENCY_STATE_DIR": str(lab_stack.state_dir),
-    }
-    argv = [sys.executable, "-m", "uvicorn", "--factory", "contingency.intake.app:app_from_env"]
-    proc = subprocess.Popen([*argv, "--port", str(port), "--log-level", "critical"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    def start(api: str) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))
+        }
+        env |= {  # CONTINGENCY_API_URL: before the stack recorded in the state dir
+            "CONTINGENCY_API_URL": api,
+            "CONTINGENCY_API_AUTH_STRING": lab_stack.auth,
+            "PREFECT_CLIENT_MAX_RETRIES": "0",
+            "CONTINGENCY_WEBHOOK_TOKEN": lab_stack.token,
+            "CONTINGENCY_INVENTORY": str(lab_stack.inventory),
+            "CONTINGENCY_STATE_DIR": str(lab_stack.state_dir),
+            "CONTINGENCY_INTAKE_OUTBOX": str(tmp_path / "outbox.sqlite"),
+        }
+        argv = [sys.executable, "-m", "contingency", "intake", "--port", str(port)]
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(url), what="intake up")
-        labels = {"alertname": "ServiceDown", "service": "web", "t": uuid.uuid4().hex}
+        return proc, url
+
+    proc, url = start(f"http://127.0.0.1:{free_port()}/api")
+    labels = {"alertname": "Unrouted", "target": "nowhere", "t": uuid.uuid4().hex}
+    try:
         r = requests.post(
-            f"{url}/webhook/alertmanager",
+            f"{url}/webhook/alertmanager?wait=2",
             json=alertmanager_payload(labels),
             headers={"Authorization": f"Bearer {lab_stack.token}"},
             timeout=60,
         )
-        assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+        assert r.status_code == 202, r.text
         ref = r.json()["incidents"][0]
-        assert ref["flow_run_id"] is None and ref["note"].startswith("not started")
+        assert ref["flow_run_id"] is None and ref["note"].startswith("queued"), ref
         assert ref["fingerprint"] == fingerprint_of(labels)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    proc, url = start(lab_stack.api_url)
+    try:
+        tag = f"fingerprint:{fingerprint_of(labels)}"
+
+        def runs() -> list[Any]:
+            from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+            with get_client(sync_client=True) as client:
+                return client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]))
+                )
+
+        found = wait_for(runs, timeout_s=60, what="the stored alert's incident")
+        assert len(found) == 1
+        metrics = requests.get(f"{url}/metrics", timeout=30).text
+        assert "contingency_intake_queue_depth 0.0" in metrics
     finally:
         proc.terminate()
         proc.wait(10)

@@ -95,15 +95,12 @@ def _report(stack: Stack, run_id: str) -> str:
 
 
 def _artifact(run_id: str) -> str:
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from contingency.cli.reports import read_report_artifact
 
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"incident-{run_id}"])),
-            limit=1,
-        )
-    assert found, f"no report artifact for {run_id}"
-    return str(found[0].data)
+        found = read_report_artifact(client, run_id)
+    assert found is not None, f"no report artifact for {run_id}"
+    return found
 
 
 def _paged(stack: Stack, text: str, timeout_s: float = 30) -> dict:  # type: ignore[type-arg]
@@ -216,17 +213,21 @@ def test_fork_server_killed_while_a_gate_waits_keeps_the_gate(
 
 
 def test_run_the_worker_cannot_start_is_reported_paged_and_retried(stack: Stack) -> None:
-    """The worker's real submission fails: the runs' working directory (fixed in the
-    work pool's template) is gone, so the process cannot be started and Prefect marks
-    the run Crashed before it ran. The reconciler reports it, pages, and starts the
-    alert again; once the directory is back a successor recovers the service."""
+    """The run's process cannot start: the worker's work directory (where every run
+    works, ``<state>/work``) is unusable — a file stands in its place — so the launcher
+    exits before any flow code and Prefect marks the run Crashed before it ran. The
+    reconciler reports it, pages, and starts the alert again; once the directory is
+    back a successor recovers the service."""
     work = stack.state_dir / "work"
     aside = stack.state_dir / "work-aside"
     crash_service(stack.settings, "web")
+    work.mkdir(exist_ok=True)
     work.rename(aside)
+    work.write_text("not a directory\n")
     try:
         run_id = _alert(stack, "web")
-        wait_for(lambda: _run(run_id).state.is_crashed(), 60, "the submission fails")
+        wait_for(lambda: _run(run_id).state.is_crashed(), 60, "the run fails to start")
+        work.unlink()
         aside.rename(work)
         dead = _reported(run_id, 60)
         text = _report(stack, run_id)
@@ -246,6 +247,8 @@ def test_run_the_worker_cannot_start_is_reported_paged_and_retried(stack: Stack)
         assert run.state.is_completed(), run.state
         assert "recovered" in _report(stack, current)
     finally:
+        if work.is_file():
+            work.unlink()
         if aside.exists():
             aside.rename(work)
         labctl(stack.settings, service_host(stack.settings, "web"), "start", "web")

@@ -164,6 +164,20 @@ def test_killed_worker_and_intake_are_restarted_and_paged(sup_stack: Stack) -> N
     assert run.state is not None and run.state.is_completed(), run.state
 
 
+def test_component_logs_are_rotated(sup_stack: Stack) -> None:
+    """A log past 10 MiB is rotated by the supervisor (x.log.1, the live file emptied)
+    and the component goes on writing to it."""
+    run_dir = sup_stack.state_dir / "run"
+    log = run_dir / "reconciler.log"
+    with log.open("ab") as fh:  # as a component writes: appended
+        fh.write(b"filler line\n" * (11 * 1024 * 1024 // 12 + 1))
+    wait_for(lambda: (run_dir / "reconciler.log.1").exists(), 30, what="reconciler.log rotated")
+    assert (run_dir / "reconciler.log.1").stat().st_size > 10 * 1024 * 1024
+    assert log.stat().st_size < 1024 * 1024
+    assert "rotated reconciler.log" in (run_dir / "supervisor.log").read_text()
+    assert alive(_pid(sup_stack, "reconciler"))
+
+
 def test_down_with_a_run_at_a_gate_leaves_nothing(tmp_path: Path) -> None:
     stack = start_stack(tmp_path / "state")
     try:

@@ -41,7 +41,10 @@ def test_game_day_stops_a_service_and_grades_detection_and_recovery(lab_stack: S
         inc = client.read_flow_run(uuid.UUID(incident))
     assert "PASS" in text and "time to detect" in text and "time to recover" in text
     assert inc.state is not None and inc.state.is_completed() and "drill" in inc.tags
-    assert len(read(inbox)) == before  # a drill without a gate pages nobody
+    # a drill without a gate pages nobody (other incidents of the shared stack may page
+    # meanwhile: only pages about this drill count; each page links its run)
+    about = [m for m in read(inbox)[before:] if incident in str(m) or str(run.id) in str(m)]
+    assert about == [], about
 
 
 def test_game_day_refuses_hosts_not_marked_for_drills(lab_stack: Stack, tmp_path) -> None:

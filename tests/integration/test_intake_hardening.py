@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,8 +17,9 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
+from contingency.cli.components import intake_argv
 from contingency.runtime.processes import StartupError, http_ok, wait_until
-from tests.fixtures_stack import Stack
+from tests.fixtures_stack import ACK_WAIT, Stack
 
 GRAFANA_SECRETS = "grafana-old,grafana-new"
 GENERIC_SECRETS = "generic-old,generic-new"
@@ -42,24 +42,13 @@ def _start_intake(stack: Stack, **extra: str) -> tuple[subprocess.Popen[bytes], 
         "CONTINGENCY_WEBHOOK_TOKEN": stack.token,
         "CONTINGENCY_GRAFANA_HMAC_SECRETS": GRAFANA_SECRETS,
         "CONTINGENCY_GENERIC_HMAC_SECRETS": GENERIC_SECRETS,
+        "CONTINGENCY_INTAKE_ACK_WAIT_S": ACK_WAIT,  # the answers carry the incidents
+        # a replica of its own: its own outbox (what two machines' intakes have)
+        "CONTINGENCY_INTAKE_OUTBOX": str(stack.state_dir / "intake" / f"replica-{port}.sqlite"),
         **extra,
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "contingency.intake.app:app_from_env",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
+    # the argv `contingency intake` runs (the guarded protocol included)
+    proc = subprocess.Popen([*intake_argv("127.0.0.1", port), "--log-level", "warning"], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: http_ok(f"{url}/healthz"), "intake", 60)

@@ -5,8 +5,10 @@ state directory on a read-only (or full) filesystem answer 503 naming that check
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ import pytest
 import requests
 
 from contingency.runtime.processes import free_port
-from tests.fixtures_stack import Stack, wait_for
+from tests.fixtures_stack import ACK_WAIT, Stack, wait_for
 
 
 def _answers(url: str) -> bool:
@@ -32,13 +34,18 @@ def intake_process(stack: Stack, **extra: str) -> Iterator[str]:
     """A second real intake (``uvicorn --factory``) on the stack's Prefect server; ``extra``
     environment variables override the stack's (e.g. ``CONTINGENCY_WORK_POOL``)."""
     port = free_port()
+    # its own outbox, as a replica on another machine has (the stack's intake and other
+    # replicas would otherwise dispatch this one's alerts: answers from their caches)
+    outbox = Path(tempfile.mkdtemp(prefix="outbox-")) / "outbox.sqlite"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
     env |= {
+        "CONTINGENCY_INTAKE_OUTBOX": str(outbox),
         "PREFECT_API_URL": stack.api_url,
         "PREFECT_API_AUTH_STRING": stack.auth,
         "CONTINGENCY_WEBHOOK_TOKEN": stack.token,
         "CONTINGENCY_INVENTORY": str(stack.inventory),
         "CONTINGENCY_STATE_DIR": str(stack.state_dir),
+        "CONTINGENCY_INTAKE_ACK_WAIT_S": ACK_WAIT,  # answers carry the incidents
         **extra,
     }
     argv = [sys.executable, "-m", "uvicorn", "--factory", "contingency.intake.app:app_from_env"]
@@ -52,6 +59,7 @@ def intake_process(stack: Stack, **extra: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+        shutil.rmtree(outbox.parent, ignore_errors=True)
 
 
 def readyz(url: str) -> tuple[int, dict[str, Any]]:

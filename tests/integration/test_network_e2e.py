@@ -3,17 +3,29 @@ into the router namespace of the lab that `contingency up --lab` built (root onl
 
 from __future__ import annotations
 
+import shutil
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import requests
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.sorting import FlowRunSort
 
 from contingency.cli.alerts import alertmanager_payload
 from contingency.cli.gates import decide, open_gates
+from contingency.intake.schemas import fingerprint_of
+from contingency.lab.inbox import read
 from contingency.lab.netlab import NetworkLab
 from contingency.lab.netlab_launch import running_network_lab
 from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack, person_codes, wait_for
+from tests.integration.test_intake_readiness import intake_process
 
 pytestmark = pytest.mark.usefixtures("netns_capable")
 
@@ -101,3 +113,69 @@ def sign_off(stack: Stack, run_id: str) -> None:
     # the code is sent before the gate pauses again: wait for it to wait
     wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), 30, "gate open again")
     decide(run_id, "approve", "li.na", second, "agreed")
+
+
+def test_a_cut_link_storm_is_one_incident_that_pages_each_role_once(
+    lab_stack: Stack, primary_cut: NetworkLab, tmp_path: Path
+) -> None:
+    """The link is cut and 40 alerts arrive in one post: the link's, and 39 for the
+    services on hosts behind it (their site sits behind uplink-a in the intake's
+    inventory). One incident fails the link over; the 39 join it; each role is paged
+    once; the report lists every absorbed alert."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(lab_stack.inventory, inventory)
+    network = inventory / "network.yaml"
+    doc = yaml.safe_load(network.read_text())
+    doc["links"]["uplink-a"]["behind_sites"] = ["lab"]  # web1, app1, db1: site lab
+    network.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tag = uuid.uuid4().hex
+    labels = [
+        {"alertname": "ServiceDown", "service": svc, "check": str(i), "test": tag}
+        for i in range(13)
+        for svc in ("web", "api", "report")
+    ]
+    labels.insert(20, {"alertname": "LinkDown", "link": "uplink-a", "test": tag})
+    payload = alertmanager_payload(labels[0])
+    payload["alerts"] = [
+        {**payload["alerts"][0], "labels": one, "fingerprint": fingerprint_of(one)}
+        for one in labels
+    ]
+    since = time.time()
+    with intake_process(lab_stack, CONTINGENCY_INVENTORY=str(inventory)) as url:
+        resp = requests.post(
+            f"{url}/webhook/alertmanager?wait=20",
+            json=payload,
+            headers={"Authorization": f"Bearer {lab_stack.token}"},
+            timeout=60,
+        )
+        assert resp.status_code == 202, resp.text
+        refs = resp.json()["incidents"]
+    runs = {r["flow_run_id"] for r in refs}
+    assert len(runs) == 1 and None not in runs, refs
+    run_id = str(runs.pop())
+    assert [r["deduplicated"] for r in refs].count(False) == 1
+    sign_off(lab_stack, run_id)
+    run = wait_for_run(run_id, timeout_s=90)
+    assert run.state is not None and run.state.is_completed(), run.state
+    assert "via 198.51.100.6 dev up2" in primary_cut.default_route()
+    report = (lab_stack.state_dir / "reports" / f"incident-{run_id}.md").read_text()
+    assert "Related alerts" in report and "39 alert(s) with the same cause" in report
+    # one incident for the whole storm: no other run carries the test's label
+    with get_client(sync_client=True) as client:
+        recent = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["incident"])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=200,
+        )
+    mine = [
+        r for r in recent if (r.parameters.get("alert") or {}).get("labels", {}).get("test") == tag
+    ]
+    assert [str(r.id) for r in mine] == [run_id]
+    # each role paged once that the incident opened, and the close counts the storm
+    pages = [
+        m for m in read(lab_stack.state_dir / "lab" / "inbox.jsonl")
+        if float(m["at"]) >= since and not str(m["path"]).startswith("/person/")
+    ]  # fmt: skip
+    opened = Counter(m["path"] for m in pages if "Incident opened" in str(m.get("title")))
+    assert opened and set(opened.values()) == {1}, opened
+    assert any("+39 related alerts" in str(m.get("message")) for m in pages)

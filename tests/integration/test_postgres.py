@@ -3,36 +3,25 @@ PostgreSQL (the machine's server on 127.0.0.1:5432), via ``contingency up --data
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from prefect.client.orchestration import get_client
 
 from contingency.cli.alerts import alertmanager_payload
 from contingency.lab.launcher import crash_service
 from inventory.loader import load_inventory
+from tests.fixtures_pg import PG, pg_admin
 from tests.fixtures_stack import Stack, service_pid, start_stack, stop_stack, wait_for
-
-PG = os.environ.get("CONTINGENCY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
 def pg_stack(tmp_path: Path) -> Iterator[Stack]:
     db = f"contingency_test_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{db}"'))
+    pg_admin(f'CREATE DATABASE "{db}"')
     base = PG.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     saved = os.environ.get("PREFECT_API_URL")
     stack = None
@@ -49,7 +38,7 @@ def pg_stack(tmp_path: Path) -> Iterator[Stack]:
         else:
             os.environ["PREFECT_API_URL"] = saved
         stop_stack(tmp_path / "state")
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def test_end_to_end_on_postgresql(pg_stack: Stack) -> None:
@@ -71,3 +60,20 @@ def test_end_to_end_on_postgresql(pg_stack: Stack) -> None:
     assert wait_for(lambda: service_pid(url), what="web back") != old_pid
     info = (pg_stack.state_dir / "stack.json").read_text()
     assert '"database": "postgresql"' in info
+    # the target lock's concurrency limit and the work pool are read before they are
+    # created: PostgreSQL logs no duplicate-name violation (59 tracebacks before)
+    incidents = 3
+    for _ in range(incidents - 1):
+        crash_service(pg_stack.settings, "web")
+        labels = {"alertname": "ServiceDown", "service": "web", "test": uuid.uuid4().hex}
+        resp = pg_stack.post("/webhook/alertmanager", alertmanager_payload(labels))
+        run_id = resp.json()["incidents"][0]["flow_run_id"]
+
+        def ended(rid: str = run_id):  # type: ignore[no-untyped-def]
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(uuid.UUID(rid)).state
+            return state is not None and state.is_final()
+
+        wait_for(ended, timeout_s=120, what="incident finished")
+    server_log = (pg_stack.state_dir / "run" / "server.log").read_text(errors="replace")
+    assert "UniqueViolation" not in server_log and "duplicate key" not in server_log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture()
 def setup(ssh_host: Host, s3_location: BackupLocation, tmp_path: Path):
     store = Store.for_location(s3_location)
-    conn = SSHConnection.connect(ssh_host, Settings(ssh_connect_timeout=5.0))
+    # 15 s: the swap opens its channel after the S3 restart, on a busy CI machine
+    conn = SSHConnection.connect(ssh_host, Settings(ssh_connect_timeout=15.0))
     (tmp_path / "live").mkdir()
     live = tmp_path / "live" / "data.bin"
     good = os.urandom(1024 * 1024)
@@ -48,8 +50,19 @@ def test_corrupt_object_leaves_live_untouched(setup) -> None:
     live.write_bytes(b"current")
     # corrupt bytes under their own key, with the good backup's manifest (an overwrite of
     # the same key can be served stale by the S3 server for a moment under load)
-    bad_key = point.key + ".corrupt"
-    store.client.put_object(Bucket=store.bucket, Key=bad_key, Body=good[:-1] + b"\0")
+    bad_key, bad = point.key + ".corrupt", good[:-1] + b"\0"
+    store.client.put_object(Bucket=store.bucket, Key=bad_key, Body=bad)
+    # the test is about what the restore does with corrupt bytes: wait until the server
+    # serves them (once in CI it served the good bytes for the new key, and the restore
+    # rightly restored bytes that matched the manifest)
+    served_bad = False
+    for _ in range(50):
+        body = store.client.get_object(Bucket=store.bucket, Key=bad_key)["Body"].read()
+        if body == bad:
+            served_bad = True
+            break
+        time.sleep(0.1)
+    assert served_bad, "the S3 server never served the corrupt bytes just written"
     res = restore_point(ds, conn, store, point.model_copy(update={"key": bad_key}))
     assert not res.ok and "download failed" in res.reason and "sha256" in res.reason
     assert live.read_bytes() == b"current"
@@ -120,7 +133,8 @@ def _big_setup(own_s3, ssh_host: Host, tmp_path: Path):
     )
     store = Store.for_location(loc)
     store.ensure_bucket()
-    conn = SSHConnection.connect(ssh_host, Settings(ssh_connect_timeout=5.0))
+    # 15 s: the swap opens its channel after the S3 restart, on a busy CI machine
+    conn = SSHConnection.connect(ssh_host, Settings(ssh_connect_timeout=15.0))
     (tmp_path / "live").mkdir()
     live = tmp_path / "live" / "data.bin"
     live.write_bytes(os.urandom(48 * 1024 * 1024))

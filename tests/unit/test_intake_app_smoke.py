@@ -5,7 +5,9 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
 
+import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -23,8 +25,18 @@ class FakeStarter:
 
     async def close(self) -> None: ...
 
-    async def start(self, alert: Alert) -> IncidentRef:
-        key = alert.idempotency_key()
+    async def open_causes(self) -> dict[object, object]:
+        return {}
+
+    async def ended(self, run_ids: list[str]) -> dict[str, object]:
+        return {}
+
+    async def record_absorbed(self, run_id: str, alerts: list[Alert]) -> None: ...
+
+    async def start(self, alert: Alert, join_open: bool = False, **_: object) -> IncidentRef:
+        """Like the real starter: an undated alert (``join_open``) joins its fingerprint's
+        incident, so a re-send in the next minute is still a duplicate."""
+        key = alert.fingerprint if join_open else alert.idempotency_key()
         dup = key in self.seen
         self.seen.add(key)
         return IncidentRef(
@@ -32,9 +44,22 @@ class FakeStarter:
         )
 
 
+OPEN: list[TestClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while OPEN:
+        OPEN.pop().__exit__(None, None, None)
+
+
 def _client(tmp_path, **kw) -> TestClient:
+    """Entered (one event loop for the app's lifespan: the dispatcher runs in it)."""
     s = Settings(state_dir=tmp_path, webhook_token=SecretStr("tok"), **kw)
-    return TestClient(create_app(s, FakeStarter()))  # type: ignore[arg-type]
+    client = TestClient(create_app(s, FakeStarter()))  # type: ignore[arg-type]
+    OPEN.append(client.__enter__())
+    return client
 
 
 GENERIC = json.dumps({"alerts": [{"labels": {"alertname": "ServiceDown"}}]}).encode()
@@ -47,7 +72,7 @@ def test_generic_hmac_bearer_and_replay(tmp_path) -> None:
     h = {"content-type": "application/json", "x-contingency-timestamp": ts}
     assert (
         c.post(
-            "/webhook/generic",
+            "/webhook/generic?wait=5",
             content=GENERIC,
             headers={**h, "x-contingency-signature": "sha256=" + sig},
         ).status_code
@@ -63,8 +88,8 @@ def test_generic_hmac_bearer_and_replay(tmp_path) -> None:
         "/webhook/generic", content=GENERIC, headers={**h, "x-contingency-signature": "sha256=00"}
     )
     assert bad.status_code == 401
-    ok = c.post("/webhook/generic", content=GENERIC, headers={"authorization": "Bearer tok"})
-    assert ok.status_code == 202
+    ok = c.post("/webhook/generic?wait=5", content=GENERIC, headers={"authorization": "Bearer tok"})
+    assert ok.status_code == 202 and ok.json()["incidents"][0]["deduplicated"], ok.text
     text = c.get("/metrics").text
     assert (
         'contingency_alerts_rejected_total{endpoint="/webhook/generic",reason="replay"} 1.0' in text

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from contingency.intake.app import plan_of
 from contingency.intake.dedup import AnsweredCache
+from contingency.intake.dispatch import routed_target
 from inventory.alert import Alert
 from inventory.loader import load_inventory
 
@@ -42,7 +42,14 @@ def test_new_incidents_are_counted_by_routed_plan() -> None:
     def alert(**labels: str) -> Alert:
         return Alert(fingerprint="f", labels=labels)
 
+    def plan_of(a: Alert, inv_: object) -> str:
+        return routed_target(a, inv_)[1]  # type: ignore[arg-type]
+
     assert plan_of(alert(alertname="ServiceDown", service="web"), inv) == "software_crash"
+    assert routed_target(alert(alertname="ServiceDown", service="web"), inv)[0] == (
+        "service",
+        "web",
+    )
     assert plan_of(alert(alertname="ServiceDown", service="$(touch /tmp/x)"), inv) == "unroutable"
     assert plan_of(alert(alertname="Nothing"), inv) == "unroutable"
     assert plan_of(alert(alertname="ServiceDown", service="web"), None) == "unknown"
