@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.states import Cancelled
 
 from contingency.cli.gates import open_gates
@@ -43,9 +44,12 @@ def test_undated_resend_in_the_next_minute_joins_the_open_incident(lab_stack: St
         again = _post(lab_stack, fingerprint)
         assert again["flow_run_id"] == run_id, again
         assert again["deduplicated"] and "same fingerprint" in again["note"]
-        with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(limit=50)
-        mine = [r for r in runs if f"fingerprint:{fingerprint}" in r.tags]
+        with get_client(sync_client=True) as client:  # by tag: the stack holds many runs
+            mine = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[f"fingerprint:{fingerprint}"])
+                )
+            )
         assert len(mine) == 1, [r.id for r in mine]
     finally:
         with get_client(sync_client=True) as client:

@@ -105,8 +105,11 @@ def _submit(
     comment: str = "",
 ) -> None:
     """Resume → fill the form → Submit, as a person would. One reload-and-retry: the UI
-    can load the form while the flow is between two pauses (after a refused decision)."""
-    for _ in range(2):
+    can load the form while the flow is between two pauses (after a refused decision),
+    and on a busy CI machine the embedded SQLite server can refuse the resume once
+    ("database is locked" → the UI's "Oops"); the run still waits, so try again, as a
+    person would."""
+    for _ in range(4):
         if _fill_and_submit(page, stack, run_id, approver, code, decision, comment):
             return
     raise AssertionError("the resume form did not close (see /tmp/ui-submit-failure.png)")
