@@ -48,8 +48,10 @@ def measure(polling: dict[str, str], n: int, console: Console) -> list[float]:
                     "run": uuid.uuid4().hex[:8],
                 }
                 sent = datetime.now(UTC)
-                answer = post_alert(info.intake_url, token, alertmanager_payload(labels))
+                answer = post_alert(info.intake_url, token, alertmanager_payload(labels), wait=25)
                 run_id = answer["incidents"][0]["flow_run_id"]
+                if not run_id:
+                    raise RuntimeError(f"the answer names no incident: {answer}")
                 run = wait_for_run(run_id, timeout_s=120, poll_s=0.2)
                 if not (run.state and run.state.is_completed()):
                     raise RuntimeError(f"incident {run_id} ended {run.state}")
