@@ -85,8 +85,10 @@ def rotate_logs(log_dir: Path, max_bytes: int, keep: int) -> list[str]:
                 older = path.with_name(f"{path.name}.{i}")
                 if older.exists():
                     older.replace(path.with_name(f"{path.name}.{i + 1}"))
-            if keep > 0:
-                shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+            if keep > 0:  # copied aside, then renamed: x.log.1 appears whole
+                partial = path.with_name(f"{path.name}.1.partial")
+                shutil.copyfile(path, partial)
+                partial.replace(path.with_name(f"{path.name}.1"))
             with path.open("r+b") as fh:
                 fh.truncate(0)
             rotated.append(path.name)
