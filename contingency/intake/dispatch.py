@@ -146,11 +146,9 @@ class Dispatcher:
             self._last_purge = now
             await asyncio.to_thread(self.outbox.purge)
         rows = await asyncio.to_thread(self.outbox.due, self.batch)
-        self.metrics.queue_depth.set(await asyncio.to_thread(self.outbox.depth))
         if not rows:
             return False
         await self.dispatch(rows)
-        self.metrics.queue_depth.set(await asyncio.to_thread(self.outbox.depth))
         return True
 
     async def dispatch(self, rows: list[Row]) -> None:
