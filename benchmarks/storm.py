@@ -19,7 +19,9 @@ this measures the intake, the outbox and Prefect's API, not the plans.
 3. kill -9: a post of 200 new alerts, the intake killed with SIGKILL right after its
    202, restarted by the supervisor: every alert ends as exactly one incident.
 
-    .venv/bin/python -m benchmarks.storm [--posts 5] [--hosts 40]
+    .venv/bin/python -m benchmarks.storm [--posts 5] [--hosts 40] [--phases ack,correlation,kill]
+
+Each figure is printed as soon as it is known, and all of them again at the end.
 
 What this does not measure: pages per role and the link incident's first action (the
 worker is stopped); ``benchmarks/alert_to_action.py`` measures alert → first command.
@@ -222,7 +224,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=5, help="200-alert posts for the ack figure")
     parser.add_argument("--hosts", type=int, default=40, help="hosts behind the cut link")
+    parser.add_argument(
+        "--phases",
+        default="ack,correlation,kill",
+        help="which parts to run, comma-separated (default: all three)",
+    )
     args = parser.parse_args()
+    phases = {p.strip() for p in args.phases.split(",") if p.strip()}
+    if not phases or phases - {"ack", "correlation", "kill"}:
+        parser.error("--phases: a comma-separated list of ack, correlation, kill")
     console = Console(stderr=True)
     os.environ["CONTINGENCY_INTAKE_RATE_PER_SECOND"] = "0"
     state = Path(tempfile.mkdtemp(prefix="bench-storm-"))
@@ -235,79 +245,91 @@ def main() -> None:
     stop_pid(pid)
     url, token = info.intake_url, webhook_token(settings)
     lines: list[str] = []
+
+    def say(*produced: str) -> None:  # each figure as soon as it is known, and at the end
+        for line in produced:
+            print(line, flush=True)
+        lines.extend(produced)
+
     try:
         with stack_client(settings):
             time.sleep(2)
             idle = stack_rss_mb(settings)
-            # 1. ack
-            run = uuid.uuid4().hex[:8]
-            console.print(f"ack: {args.posts} posts of 200 new alerts")
-            with PeakRss(settings) as peak:
-                acks = [
-                    post(url, token, unrelated(run, 200, 200 * k))[0] for k in range(args.posts)
-                ]
-                drain = drained(url, 900)
-            console.print("ack baseline: one post of 200 with ?wait=25")
-            base_run = uuid.uuid4().hex[:8]
-            base, answer = post(url, token, unrelated(base_run, 200), wait=25)
-            known = sum(1 for i in answer["incidents"] if i["flow_run_id"])
-            drained(url, 900)
-            made = runs_of(run)
-            lines += [
-                f"ack of a 200-alert post ({args.posts} posts): p50 {ms(statistics.median(acks))}, "
-                f"p99 {ms(pct(acks, 0.99))}, max {ms(max(acks))} (target p99 ≤ 50 ms)",
-                f"baseline, the answer waiting for the incidents (?wait=25): {base:.2f} s "
-                f"({known}/200 incidents known by then); ratio {base / pct(acks, 0.99):.0f}x",
-                f"dispatch: {200 * args.posts} stored alerts → incidents in {drain:.1f} s "
-                f"({200 * args.posts / drain:.0f}/s); incidents in Prefect: {len(made)} "
-                f"(must be {200 * args.posts}), any twice: {any(c > 1 for c in made.values())}",
-                f"stack RSS: idle {idle:.0f} MB, peak during the posts {peak.peak:.0f} MB "
-                f"(ratio {peak.peak / idle:.2f}, target ≤ 2)",
-            ]
-            cancel_all()
-            # 2. correlation
-            run = uuid.uuid4().hex[:8]
-            alerts = [
-                {"alertname": "ServiceDown", "service": f"brsvc-{i % args.hosts}",
-                 "check": str(i), "run": run}
-                for i in range(499)
-            ]  # fmt: skip
-            alerts.insert(250, {"alertname": "LinkDown", "link": "branch-uplink", "run": run})
-            absorbed_before = metric(url, "contingency_alerts_absorbed_total")
-            console.print("correlation: 500 alerts behind one cut link")
-            took, _ = post(url, token, alerts)
-            drain = drained(url, 300)
-            made = runs_of(run)
-            absorbed = metric(url, "contingency_alerts_absorbed_total") - absorbed_before
-            lines.append(
-                f"cut link: 500 distinct alerts (acked in {ms(took)}) → {len(made)} incident(s) "
-                f"(must be 1), {absorbed:.0f} absorbed (must be 499), in {drain:.1f} s"
-            )
-            cancel_all()
-            # 3. kill -9 right after the 202
-            run = uuid.uuid4().hex[:8]
-            console.print("kill -9 of the intake right after a 202 for 200 alerts")
-            intake_pid = int((settings.state_dir / "run" / "intake.pid").read_text())
-            post(url, token, unrelated(run, 200))
-            os.kill(intake_pid, signal.SIGKILL)
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if requests.get(f"{url}/healthz", timeout=1).ok:
-                        break
-                except requests.RequestException:
-                    pass
-                time.sleep(0.3)
-            drained(url, 600)
-            made = runs_of(run)
-            twice = sum(1 for c in made.values() if c > 1)
-            lines.append(
-                f"kill -9 after the 202: {len(made)}/200 alerts became incidents "
-                f"(must be 200), {twice} twice (must be 0)"
-            )
-            cancel_all()
+            if "ack" in phases:
+                run = uuid.uuid4().hex[:8]
+                console.print(f"ack: {args.posts} posts of 200 new alerts")
+                with PeakRss(settings) as peak:
+                    acks = [
+                        post(url, token, unrelated(run, 200, 200 * k))[0] for k in range(args.posts)
+                    ]
+                    say(
+                        f"ack of a 200-alert post ({args.posts} posts): "
+                        f"p50 {ms(statistics.median(acks))}, "
+                        f"p99 {ms(pct(acks, 0.99))}, max {ms(max(acks))} (target p99 ≤ 50 ms); "
+                        f"all: {', '.join(ms(a) for a in acks)}"
+                    )
+                    drain = drained(url, 1800)
+                console.print("ack baseline: one post of 200 with ?wait=25")
+                base_run = uuid.uuid4().hex[:8]
+                base, answer = post(url, token, unrelated(base_run, 200), wait=25)
+                known = sum(1 for i in answer["incidents"] if i["flow_run_id"])
+                drained(url, 900)
+                made = runs_of(run)
+                say(
+                    f"baseline, the answer waiting for the incidents (?wait=25): {base:.2f} s "
+                    f"({known}/200 incidents known by then); ratio {base / pct(acks, 0.99):.0f}x",
+                    f"dispatch: {200 * args.posts} stored alerts → incidents in {drain:.1f} s "
+                    f"({200 * args.posts / drain:.0f}/s); incidents in Prefect: {len(made)} "
+                    f"(must be {200 * args.posts}), any twice: {any(c > 1 for c in made.values())}",
+                    f"stack RSS: idle {idle:.0f} MB, peak during the posts {peak.peak:.0f} MB "
+                    f"(ratio {peak.peak / idle:.2f}, target ≤ 2)",
+                )
+                cancel_all()
+            if "correlation" in phases:
+                run = uuid.uuid4().hex[:8]
+                alerts = [
+                    {"alertname": "ServiceDown", "service": f"brsvc-{i % args.hosts}",
+                     "check": str(i), "run": run}
+                    for i in range(499)
+                ]  # fmt: skip
+                alerts.insert(250, {"alertname": "LinkDown", "link": "branch-uplink", "run": run})
+                absorbed_before = metric(url, "contingency_alerts_absorbed_total")
+                console.print("correlation: 500 alerts behind one cut link")
+                took, _ = post(url, token, alerts)
+                drain = drained(url, 300)
+                made = runs_of(run)
+                absorbed = metric(url, "contingency_alerts_absorbed_total") - absorbed_before
+                say(
+                    f"cut link: 500 distinct alerts (acked in {ms(took)}) "
+                    f"→ {len(made)} incident(s) "
+                    f"(must be 1), {absorbed:.0f} absorbed (must be 499), in {drain:.1f} s"
+                )
+                cancel_all()
+            if "kill" in phases:  # kill -9 right after the 202
+                run = uuid.uuid4().hex[:8]
+                console.print("kill -9 of the intake right after a 202 for 200 alerts")
+                intake_pid = int((settings.state_dir / "run" / "intake.pid").read_text())
+                post(url, token, unrelated(run, 200))
+                os.kill(intake_pid, signal.SIGKILL)
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    try:
+                        if requests.get(f"{url}/healthz", timeout=1).ok:
+                            break
+                    except requests.RequestException:
+                        pass
+                    time.sleep(0.3)
+                drained(url, 600)
+                made = runs_of(run)
+                twice = sum(1 for c in made.values() if c > 1)
+                say(
+                    f"kill -9 after the 202: {len(made)}/200 alerts became incidents "
+                    f"(must be 200), {twice} twice (must be 0)"
+                )
+                cancel_all()
     finally:
         down(settings)
+    print("--- summary", flush=True)
     for line in lines:
         print(line)
 

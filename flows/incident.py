@@ -18,14 +18,16 @@ from pydantic import BaseModel
 from inventory.alert import Alert
 from inventory.errors import ContingencyError
 from inventory.loader import load_inventory
-from inventory.models import Inventory, PlanName
+from inventory.models import Inventory, PlanName, RoleName
 from inventory.outcomes import INTERRUPTED, Outcome
 from inventory.routing import RouteDecision, route, target_kind
 from inventory.secrets import install_redaction, redact
 from inventory.settings import get_settings
+from inventory.severity import SeverityLevel, classify
 from remediations import handler_for, rails
 from remediations.context import IncidentContext, Verdict
 from remediations.plan import Plan
+from tasks.escalation import AWAIT_ACK
 from tasks.facts.liveness import Beat
 from tasks.gate.approval import GateResult, request_approval
 from tasks.gate.wait import GateInterrupted
@@ -142,6 +144,7 @@ def _report(
     pager: Pager | None,
     handling_start: datetime,
     related: list[RelatedAlert] | None = None,
+    level: SeverityLevel | None = None,
 ) -> State:
     timeline.add("outcome", f"{outcome.outcome}: {outcome.message}")
     run_id = str(flow_run.id or "local")
@@ -154,10 +157,19 @@ def _report(
     )
     summary = {
         "outcome": outcome.outcome,
+        "severity": _severity_row(level),
         "alert": f"{alert.name} ({alert.source}, fingerprint {alert.fingerprint})",
         "labels": ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items())),
         "routing": decision.reason,
         "related alerts": str(len(related or [])),
+        **(
+            {
+                "reported by": f"{alert.labels.get('reported_by', '?')}: "
+                f"{alert.annotations.get('summary', '')}"
+            }
+            if alert.source == "human"
+            else {}
+        ),
         "flow run": run_id,
         **times.as_rows(),
     }
@@ -170,6 +182,8 @@ def _report(
         sections["Approval"] = _gate_section(gates)
     if pager is not None:
         sections["Notifications"] = pager.as_markdown()
+    if (ladder := _ladder(level)) is not None:
+        sections["Acknowledgement and escalation"] = ladder
     markdown = render_report(
         f"Incident {alert.name} — {outcome.outcome}",
         summary,
@@ -199,6 +213,7 @@ def _report(
         steps_failed=sum(not st.ok for st in ctx.steps) if ctx else 0,
         drill=alert.labels.get("drill") == "true",
         dry_run=bool(ctx and ctx.dry_run),
+        severity=level.name if level else "",
     )
     if flow_run.id:  # what stats and /metrics read (never the markdown)
         retry_api(lambda: publish_summary(facts), "publish the incident summary")
@@ -219,12 +234,39 @@ def _report(
     return Failed(name=name, message=f"{outcome.outcome}: {message}", data=result)
 
 
-def _run_locked(ctx: IncidentContext, handle: Handler, dry_run: bool) -> Verdict:
+def _ladder(level: SeverityLevel | None) -> str | None:
+    """The acknowledgement section from the run's tags as they are now (an ack or an
+    escalation step may have come while the incident ran)."""
+    if level is None or not flow_run.id:
+        return None
+    from tasks.escalation import ladder_markdown
+    from tasks.prefect_api import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = retry_api(lambda: client.read_flow_run(flow_run.id), "read the run's tags")
+        return ladder_markdown(run, load_inventory(get_settings().inventory_path()))
+    except Exception as exc:  # noqa: BLE001 - the report matters more than this section
+        get_run_logger().warning("acknowledgement section not read: %s", type(exc).__name__)
+        return None
+
+
+def _severity_row(level: SeverityLevel | None) -> str:
+    if level is None:
+        return "not classified (the incident ended before routing)"
+    lang = get_settings().language
+    demands = [f"command center told within {level.tell_command_center_min:g} min"]
+    if level.activation:
+        demands.insert(0, "the command center activates the plan")
+    return f"{level.label(lang)} ({'; '.join(demands)})"
+
+
+def _run_locked(ctx: IncidentContext, handle: Handler, dry_run: bool, *tags: str) -> Verdict:
     """One remediation per target at a time: a second incident for a target that a
     *live* incident is handling joins it (records and stops) instead of acting in
     parallel. A lock that cannot be taken with no live holder is escalated."""
     target = ctx.target
-    rails.tag_run(f"plan:{ctx.decision.plan}", f"target:{rails.tag_value(target)}")
+    rails.tag_run(f"plan:{ctx.decision.plan}", f"target:{rails.tag_value(target)}", *tags)
     if dry_run:
         return handle(ctx)
     with rails.target_lock(target) as lock:
@@ -302,6 +344,7 @@ def incident(
     gates: list[GateResult] = []
     ctx: IncidentContext | None = None
     pager: Pager | None = None
+    level: SeverityLevel | None = None
     started = time.monotonic()
 
     def approve(plan: Plan) -> GateResult:
@@ -327,24 +370,42 @@ def incident(
     try:
         inv = load_inventory(get_settings().inventory_path())
         decision = route(alert, inv) if plan is None else forced_route(plan, target, inv)
+        if alert.source == "human" and plan is None:  # `contingency incident open`
+            decision = RouteDecision(
+                routed=False,
+                reason=(
+                    f"reported by {alert.labels.get('reported_by', 'a person')}; tech support "
+                    "to triage it (plan, target, severity) and take it over"
+                ),
+            )
         timeline.add("routed" if decision.routed else "unroutable", decision.reason)
+        plan_name = decision.plan.value if decision.plan else None
+        asked = alert.labels.get("severity") if alert.source == "human" else None
+        level = classify(
+            alert.labels, plan_name, decision.target_kind, decision.target, inv, asked=asked
+        )
+        lang = get_settings().language
+        timeline.add("severity", _severity_row(level))
         pager = Pager(
             inv,
             get_settings().language,
             {
                 "alert": alert.name,
-                "severity": alert.labels.get("severity", "alert"),
+                "severity": level.label(lang),
                 "target": decision.target or "?",
                 "plan": decision.plan or "none",
                 "summary": alert.annotations.get("summary", decision.reason),
                 "link": _ui_link(),
+                "run_id": str(flow_run.id or "local"),
             },
             drill=alert.labels.get("drill") == "true",
+            dry_run=dry_run,
         )
         if alert.labels.get("drill") == "true":
             rails.tag_run("drill")  # a game day: the report and stats can tell
-        pager.event("incident_opened")
+        pager.event("incident_opened", roles=tuple(RoleName(r) for r in level.page) or None)
         if not decision.routed or decision.plan is None:
+            rails.tag_run(f"severity:{level.name}", AWAIT_ACK)
             logger.error("ESCALATE: unroutable alert: %s", decision.reason)
             outcome = Verdict(outcome=Outcome.unroutable, message=decision.reason)
         elif (handle := handler_for(decision.plan)) is None:
@@ -362,8 +423,11 @@ def incident(
                 timeline=timeline,
                 options=dict(options or {}),
                 pager=pager,
+                activation=f"severity {level.label(lang)}" if level.activation else "",
             )
-            outcome = _run_locked(ctx, handle, dry_run)
+            outcome = _run_locked(
+                ctx, handle, dry_run, f"severity:{level.name}", *([] if dry_run else [AWAIT_ACK])
+            )
     except GateInterrupted as exc:
         logger.error("ESCALATE: the gate was interrupted: %s", redact(str(exc)))
         outcome = Verdict(
@@ -394,7 +458,7 @@ def incident(
         )
     try:
         return _report(
-            alert, decision, timeline, ctx, gates, outcome, pager, handling_start, related
+            alert, decision, timeline, ctx, gates, outcome, pager, handling_start, related, level
         )
     finally:
         if beat is not None:

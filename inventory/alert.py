@@ -12,7 +12,7 @@ class Alert(BaseModel):
     """One alert, whatever its source. Labels select a plan and a target by name;
     nothing in an alert is ever put into a command."""
 
-    source: Literal["alertmanager", "grafana", "generic", "cli"] = "generic"
+    source: Literal["alertmanager", "grafana", "generic", "cli", "human"] = "generic"
     status: Literal["firing", "resolved"] = "firing"
     fingerprint: str = Field(min_length=1, max_length=128)
     labels: dict[str, str] = Field(default_factory=dict)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from inventory.correlation import CorrelationRule
 from inventory.datasets import Dataset
+from inventory.duty import Roster
 from inventory.errors import InventoryError
 from inventory.models import (
     GatePolicy,
@@ -37,6 +38,7 @@ from inventory.models import (
 )
 from inventory.network import HostFailover, Link
 from inventory.runbooks import Runbook
+from inventory.severity import PLANS, ROLES, SeverityLevel
 
 YPath = tuple[str | int, ...]
 NAMED_SECTIONS: dict[str, type[BaseModel]] = {
@@ -51,6 +53,8 @@ NAMED_SECTIONS: dict[str, type[BaseModel]] = {
     "datasets": Dataset,
     "runbooks": Runbook,
     "correlation": CorrelationRule,
+    "severity": SeverityLevel,
+    "rosters": Roster,
 }
 SECTIONS = (*NAMED_SECTIONS, "routing")
 
@@ -388,7 +392,56 @@ def _cross_check(c: _Collected) -> list[Problem]:
         *_check_network_hosts(c),
         *_check_datasets(c),
         *_check_runbooks(c),
+        *_check_rosters(c),
+        *_check_severity(c),
     ]
+
+
+def _check_rosters(c: _Collected) -> list[Problem]:
+    """A roster is keyed by a role; everyone on it is a person with that role."""
+    problems = []
+    for role, entry in c.named["rosters"].items():
+        if role not in ROLES:
+            problems.append(entry.doc.problem(entry.path, f"{role!r} is not a role"))
+            continue
+        for key in ("rotation", "overrides"):
+            items = _raw_field(entry, key)
+            for i, item in enumerate(items if isinstance(items, list) else []):
+                name = item.get("person") if isinstance(item, dict) else item
+                path = (*entry.path, key, i, "person") if key == "overrides" else (
+                    *entry.path, key, i)  # fmt: skip
+                person = c.named["people"].get(str(name))
+                if person is None:
+                    problems.append(entry.doc.problem(path, f"unknown person {name!r}"))
+                elif role not in (_raw_field(person, "roles") or []):
+                    msg = f"{name!r} is not in the role {role!r}"
+                    problems.append(entry.doc.problem(path, msg))
+    return problems
+
+
+def _check_severity(c: _Collected) -> list[Problem]:
+    """Levels page roles and name plans that exist; ranks are distinct."""
+    problems = []
+    ranks: dict[Any, str] = {}
+    for name, entry in c.named["severity"].items():
+        rank = _raw_field(entry, "rank")
+        if rank in ranks:
+            msg = f"rank {rank} is also level {ranks[rank]!r}'s"
+            problems.append(entry.doc.problem((*entry.path, "rank"), msg))
+        ranks.setdefault(rank, name)
+        page = _raw_field(entry, "page")
+        for i, role in enumerate(page if isinstance(page, list) else []):
+            if role not in ROLES:
+                msg = f"{role!r} is not a role"
+                problems.append(entry.doc.problem((*entry.path, "page", i), msg))
+        when = _raw_field(entry, "when")
+        for i, crit in enumerate(when if isinstance(when, list) else []):
+            plans = crit.get("plans") if isinstance(crit, dict) else None
+            for j, plan in enumerate(plans if isinstance(plans, list) else []):
+                if plan not in PLANS:
+                    msg = f"{plan!r} is not a plan ({', '.join(PLANS)})"
+                    problems.append(entry.doc.problem((*entry.path, "when", i, "plans", j), msg))
+    return problems
 
 
 def _check_runbooks(c: _Collected) -> list[Problem]:

@@ -15,9 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inventory.correlation import CorrelationRule
 from inventory.datasets import Dataset
+from inventory.duty import Roster
 from inventory.errors import UnknownName
 from inventory.network import HostFailover, Link
 from inventory.runbooks import Runbook
+from inventory.severity import SeverityLevel
 
 NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_RE)]
@@ -155,6 +157,13 @@ class Person(_Model):
     channel); a member without one cannot sign off."""
     backup: bool = False
     """A backup approver: paged when a gate has waited ``backup_after_s``."""
+    phone: str = Field("", max_length=40)
+    email: str = Field("", max_length=200)
+    chat: str = Field("", max_length=200)
+    """Contact details shown by ``contingency oncall`` (not secrets; not channels)."""
+    fallback: list[Name] = Field(default_factory=list)
+    """Secret names of apprise URLs (SMS, voice, e-mail) used when a chat channel that
+    should reach this person fails after its retries."""
 
 
 class Role(_Model):
@@ -252,6 +261,10 @@ class Inventory(_Model):
     correlation: dict[str, CorrelationRule] = Field(default_factory=dict)
     """Which open incidents absorb which alerts (``inventory/correlation.py``); empty:
     the defaults."""
+    severity: dict[str, SeverityLevel] = Field(default_factory=dict)
+    """Severity levels (``inventory/severity.py``); empty: the four default levels."""
+    rosters: dict[str, Roster] = Field(default_factory=dict)
+    """Duty rosters by role (``inventory/duty.py``)."""
 
     def host(self, name: str) -> Host:
         try:

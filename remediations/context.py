@@ -85,6 +85,10 @@ class IncidentContext:
     decision: RouteDecision
     approve: Callable[[Plan], GateDecision]
     dry_run: bool = False
+    activation: str = ""
+    """Non-empty: the incident's severity level demands that the command center activates
+    the plan (启动应急预案): a sign-off before the first change even where the plan has
+    none. The text says why (the level)."""
     timeline: Timeline = field(default_factory=Timeline)
     commands: list[dict[str, object]] = field(default_factory=list)
     plan: Plan | None = None
@@ -139,6 +143,9 @@ class IncidentContext:
         from remediations import rails
 
         if plan.destructive and not plan.requires_approval:
+            plan.requires_approval = True
+        if self.activation and not plan.requires_approval:
+            self.event("activation", f"{self.activation}: the command center activates the plan")
             plan.requires_approval = True
         if (stop := rails.check(plan, self.inv)) is not None:
             self.event("rails", f"{stop.outcome}: {stop.message}")

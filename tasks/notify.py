@@ -9,6 +9,7 @@ send is logged and returned, never raised: a remediation never waits on a pager.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -47,6 +48,8 @@ ROUTES: dict[str, tuple[RoleName, ...]] = {
     # the automation's own failures (contingency/runtime/reconciler.py, .../supervisor.py)
     "incident_interrupted": (R.command_center, R.operations, R.tech_support),
     "component_restarted": (R.command_center, R.operations),
+    # nobody acknowledged an incident (contingency/runtime/escalation.py); sent to people
+    "ack_escalation": (R.command_center,),
 }
 
 
@@ -58,6 +61,11 @@ GATE_EVENTS = DRILL_SENDS
 person's own channels; the role channels get the notice without any code."""
 
 
+SEND_ATTEMPTS = 3
+"""Tries per channel before its fallback channels are used."""
+RETRY_DELAYS_S = (0.5, 1.5)
+
+
 class Delivery(BaseModel):
     event: str
     role: str
@@ -66,6 +74,11 @@ class Delivery(BaseModel):
     ok: bool
     error: str = ""
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    attempts: int = 1
+    fallback_for: str = ""
+    """For a fallback send: the channel that failed."""
+    person: str = ""
+    """Whose own channel it is (the on-duty person, a fallback's owner)."""
 
 
 @lru_cache(maxsize=1)
@@ -84,16 +97,50 @@ def render(event: str, lang: str, fields: dict[str, Any]) -> tuple[str, str]:
     return tpl["title"].format_map(values), tpl["body"].format_map(values).strip()
 
 
-def channels(inv: Inventory, role: RoleName, people: Iterable[str] | None = None) -> list[str]:
-    """Secret names for a role: the role's channel plus its members' own channels."""
-    names: list[str] = []
+def on_duty(inv: Inventory, role: RoleName, at: datetime | None = None) -> str | None:
+    """The role's on-duty person by its roster (``inventory/duty.py``); None: no roster."""
+    from inventory.duty import on_duty as shift_at
+
+    roster = inv.rosters.get(role.value)
+    return shift_at(roster, at).person if roster is not None else None
+
+
+def targets(
+    inv: Inventory, role: RoleName, people: Iterable[str] | None = None
+) -> list[tuple[str, str | None]]:
+    """``(secret name, person or None)`` for a role. With a duty roster, the on-duty
+    person's own channels come first and the other members hear only through the
+    role's channel; without one, the role's channel and every member's own channels."""
+    out: list[tuple[str, str | None]] = []
     role_def = inv.roles.get(role.value)
-    if role_def:
-        names += role_def.notify
-    for person in inv.members(role):
-        if people is None or person.name in people:
-            names += person.notify
-    return list(dict.fromkeys(names))
+    duty = on_duty(inv, role)
+    members = [p for p in inv.members(role) if people is None or p.name in people]
+    if duty is not None:
+        members = [p for p in members if p.name == duty]
+        out += [(n, p.name) for p in members for n in p.notify]
+    out += [(n, None) for n in (role_def.notify if role_def else [])]
+    if duty is None:
+        out += [(n, p.name) for p in members for n in p.notify]
+    unique: dict[str, str | None] = {}
+    for name, person in out:
+        unique.setdefault(name, person)
+    return list(unique.items())
+
+
+def channels(inv: Inventory, role: RoleName, people: Iterable[str] | None = None) -> list[str]:
+    """Secret names for a role (see ``targets``)."""
+    return [name for name, _ in targets(inv, role, people)]
+
+
+def fallbacks(inv: Inventory, role: RoleName, person: str | None) -> list[tuple[str, str]]:
+    """``(secret name, person)``: where a failed send to ``person``'s channel (or, with
+    no person, to the role's channel: the on-duty person, else every member) goes next."""
+    if person is not None:
+        who = [inv.people[person]] if person in inv.people else []
+    else:
+        duty = on_duty(inv, role)
+        who = [p for p in inv.members(role) if duty is None or p.name == duty]
+    return [(n, p.name) for p in who for n in p.fallback]
 
 
 def personal_channels(inv: Inventory, person: str) -> list[str]:
@@ -136,24 +183,87 @@ def send(
     seen: set[str] = set(skip)
     for role in roles or ROUTES[event]:
         title, body = render(event, lang, {**fields, **(private or {}).get(role, {})})
-        for name in channels(inv, role, people):
+        for name, person in targets(inv, role, people):
             if name in seen:
                 continue
             seen.add(name)
-            out.append(_deliver(event, role.value, name, title, body))
+            sent = _deliver(event, role.value, name, title, body, person=person or "")
+            out.append(sent)
+            if sent.ok:
+                continue
+            for spare, owner in fallbacks(inv, role, person):  # chat down: SMS, voice, mail
+                if spare not in seen:
+                    seen.add(spare)
+                    out.append(_deliver(event, role.value, spare, title, body, name, owner))
     return out
 
 
-def _deliver(event: str, role: str, name: str, title: str, body: str) -> Delivery:
-    try:
-        error = _send(resolve_secret(name).get_secret_value(), title, body)
-    except SecretNotFound:
-        error = f"channel secret {name!r} is not set"
-    except Exception as exc:  # noqa: BLE001 - a pager must never break a plan
-        error = f"{type(exc).__name__}: {redact(str(exc))[:200]}"
+def send_people(
+    event: str,
+    inv: Inventory,
+    fields: dict[str, Any],
+    lang: str,
+    role: RoleName,
+    people: Iterable[str],
+) -> list[Delivery]:
+    """``event`` to these people's own channels (as members of ``role``); a person none
+    of whose channels took it gets it on their fallback channels."""
+    title, body = render(event, lang, fields)
+    out: list[Delivery] = []
+    for name in people:
+        person = inv.people.get(name)
+        if person is None:
+            continue
+        mine = [_deliver(event, role.value, ch, title, body, person=name) for ch in person.notify]
+        out += mine
+        if not any(d.ok for d in mine):
+            failed = ", ".join(d.channel for d in mine) or "no own channel"
+            out += [
+                _deliver(event, role.value, ch, title, body, failed, name) for ch in person.fallback
+            ]
+    return out
+
+
+def _deliver(
+    event: str,
+    role: str,
+    name: str,
+    title: str,
+    body: str,
+    fallback_for: str = "",
+    person: str = "",
+) -> Delivery:
+    """One channel, tried ``SEND_ATTEMPTS`` times while the delivery itself fails (not
+    when the channel is not configured)."""
+    attempts = 0
+    while True:
+        attempts += 1
+        retry = False
+        try:
+            error = _send(resolve_secret(name).get_secret_value(), title, body)
+            retry = error == "delivery failed"
+        except SecretNotFound:
+            error = f"channel secret {name!r} is not set"
+        except Exception as exc:  # noqa: BLE001 - a pager must never break a plan
+            error = f"{type(exc).__name__}: {redact(str(exc))[:200]}"
+            retry = True
+        if not (error and retry and attempts < SEND_ATTEMPTS):
+            break
+        time.sleep(RETRY_DELAYS_S[min(attempts, len(RETRY_DELAYS_S)) - 1])
     if error:
-        log.warning("notify %s via %s (%s) failed: %s", event, name, role, error)
-    return Delivery(event=event, role=role, channel=name, ok=not error, error=error)
+        log.warning(
+            "notify %s via %s (%s) failed after %d tries: %s", event, name, role, attempts, error
+        )
+    return Delivery(
+        event=event,
+        role=role,
+        channel=name,
+        ok=not error,
+        error=error,
+        attempts=attempts,
+        fallback_for=fallback_for,
+        person=person,
+    )
 
 
 def send_codes(
@@ -186,12 +296,18 @@ class Pager:
     for the report: a slow or broken channel never delays or fails a plan."""
 
     def __init__(
-        self, inv: Inventory, lang: str, fields: dict[str, Any], drill: bool = False
+        self,
+        inv: Inventory,
+        lang: str,
+        fields: dict[str, Any],
+        drill: bool = False,
+        dry_run: bool = False,
     ) -> None:
         self.inv = inv
         self.lang = lang
         self.fields = dict(fields)
         self.drill = drill
+        self.dry_run = dry_run
         self.deliveries: list[Delivery] = []
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="notify")
         self._pending: list[Future[list[Delivery]]] = []
@@ -206,6 +322,10 @@ class Pager:
         """Queue one event (to ``roles``, default: the event's). ``codes`` (person →
         one-time code, gate events only): each code goes to its person's own channels
         only; the role channels get the notice without a code."""
+        if self.dry_run:  # `contingency plan --dry-run` pages nobody; the report lists it
+            note = Delivery(event=event, role="-", channel="(dry run: not sent)", ok=True)
+            self.deliveries.append(note)
+            return
         fields = {**self.fields, **(extra or {})}
         if self.drill:
             fields["alert"] = f"[DRILL] {fields.get('alert', '')}"
@@ -216,6 +336,18 @@ class Pager:
                 return
         codes = dict(codes or {})
         self._pending.append(self._pool.submit(self._send, event, fields, codes, roles))
+
+    def people_event(self, event: str, role: RoleName, people: list[str]) -> None:
+        """Queue ``event`` for these people's own channels (escalation to a person)."""
+        if self.dry_run:
+            self.deliveries.append(
+                Delivery(event=event, role="-", channel="(dry run: not sent)", ok=True)
+            )
+            return
+        fields = dict(self.fields)
+        self._pending.append(
+            self._pool.submit(send_people, event, self.inv, fields, self.lang, role, people)
+        )
 
     def _send(
         self,
@@ -285,8 +417,11 @@ class Pager:
             return "No notification channel is configured."
         rows = ["| time (UTC) | event | role | channel | delivered |", "|---|---|---|---|---|"]
         rows += [
-            f"| {d.at:%H:%M:%S} | {d.event} | {d.role} | {d.channel} | "
-            f"{'yes' if d.ok else 'NO: ' + d.error} |"
+            f"| {d.at:%H:%M:%S} | {d.event} | {d.role}{f' ({d.person})' if d.person else ''} "
+            f"| {d.channel}"
+            f"{f' (fallback for {d.fallback_for})' if d.fallback_for else ''} | "
+            f"{'yes' if d.ok else 'NO: ' + d.error}"
+            f"{f' ({d.attempts} tries)' if d.attempts > 1 else ''} |"
             for d in self.deliveries
         ]
         return "\n".join(rows)

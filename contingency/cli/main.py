@@ -65,6 +65,11 @@ def _register_data_commands() -> None:
 
     app.command("review")(review)
     app.command("stats")(stats)
+    from contingency.cli.people import ack, incident_app, oncall
+
+    app.command("oncall")(oncall)
+    app.command("ack")(ack)
+    app.add_typer(incident_app, name="incident")
     from contingency.cli.components import register
 
     register(app)

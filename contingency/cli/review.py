@@ -90,7 +90,8 @@ def stats(
     as_json: Json = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Per plan: incidents, success rate, time to recover, repeats, gate timeouts."""
+    """Per plan: incidents (by severity level), success rate, time to recover, repeats,
+    gate timeouts."""
     from contingency.cli.stats import aggregate, collect, parse_since, plot
 
     try:
@@ -104,7 +105,7 @@ def stats(
         emit_json([s.model_dump(mode="json") for s in aggregate(records)])
         return
     table = Table(
-        "plan", "incidents", "success", "TTR median", "TTR p90", "repeat alerts",
+        "plan", "incidents", "severity", "success", "TTR median", "TTR p90", "repeat alerts",
         "gates timed out", "drills", title=f"Incidents since {start:%Y-%m-%d %H:%M} UTC",
     )  # fmt: skip
 
@@ -113,7 +114,9 @@ def stats(
 
     for s in aggregate(records):
         table.add_row(
-            s.plan, str(s.incidents), f"{s.success_rate:.0%}", secs(s.ttr_median_s),
+            s.plan, str(s.incidents),
+            " ".join(f"{k or '—'}:{n}" for k, n in s.by_severity.items()),
+            f"{s.success_rate:.0%}", secs(s.ttr_median_s),
             secs(s.ttr_p90_s), str(s.repeats), str(s.gates_timed_out), str(s.drills),
         )  # fmt: skip
     out.print(table if records else f"no incidents since {start:%Y-%m-%d %H:%M} UTC")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ class Record(BaseModel):
     drill: bool = False
     gates_expired: int = 0
     """Sign-off gates of this incident that closed because nobody decided in time."""
+    severity: str = ""
 
 
 class PlanStats(BaseModel):
@@ -45,6 +47,8 @@ class PlanStats(BaseModel):
     repeats: int
     gates_timed_out: int
     drills: int
+    by_severity: dict[str, int] = {}
+    """Incidents per severity level ("" for runs older than levels)."""
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -94,6 +98,7 @@ def aggregate(records: list[Record]) -> list[PlanStats]:
                 repeats=repeats.get(plan, 0),
                 gates_timed_out=sum(r.gates_expired for r in rs),
                 drills=sum(r.drill for r in rs),
+                by_severity=dict(sorted(Counter(r.severity for r in rs).items())),
             )
         )
     return out
@@ -125,6 +130,7 @@ def record(run: Any, summary: IncidentSummary | None) -> Record | None:
             ok=run.state.is_completed(),
             outcome=state_outcome(run.state),
             drill="drill" in tags,
+            severity=_tag(tags, "severity:"),
         )
     return Record(
         **base,
@@ -134,6 +140,7 @@ def record(run: Any, summary: IncidentSummary | None) -> Record | None:
         recover_s=summary.recover_s,
         drill=summary.drill or "drill" in tags,
         gates_expired=summary.gates_expired,
+        severity=summary.severity or _tag(tags, "severity:"),
     )
 
 

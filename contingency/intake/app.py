@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -148,6 +149,9 @@ def create_app(
     )
     inventory = InventoryCache(settings)
     outbox = Outbox(settings.outbox_path)
+    # The webhook stores posts on threads of its own: never queued behind the
+    # dispatcher's outbox and Prefect work in the shared default executor.
+    storing = ThreadPoolExecutor(2, thread_name_prefix="outbox-add")
     grafana_secrets = _secrets(settings.grafana_hmac_secrets)
     generic_secrets = _secrets(settings.generic_hmac_secrets)
     replays = ReplayCache()
@@ -171,6 +175,7 @@ def create_app(
         yield
         await dispatcher.stop()
         await starter.close()
+        storing.shutdown(wait=True)
         outbox.close()
 
     app = FastAPI(title="Contingency alert intake", version="0.1.0", lifespan=lifespan)
@@ -335,7 +340,7 @@ def create_app(
             for i, a in enumerate(alerts)
         ]
         try:
-            ids = await asyncio.to_thread(outbox.add, rows)
+            ids = await asyncio.get_running_loop().run_in_executor(storing, outbox.add, rows)
         except (sqlite3.Error, OSError) as exc:  # not stored: the sender must send again
             log.error("intake: alerts not stored (%s: %s)", type(exc).__name__, exc)
             metrics.rejected.labels(endpoint=path, reason="not_stored").inc()

@@ -57,6 +57,12 @@ def routed_target(alert: Alert, inv: Inventory | None) -> tuple[Target | None, s
     return (decision.target_kind, decision.target), plan
 
 
+STARTS_AT_ONCE = 8
+"""Incident starts in flight at once. Prefect's API is the bottleneck, not this number;
+hundreds of concurrent starts would each take an event-loop turn ahead of a webhook
+post waiting for its 202 (that post's ack time grew to 150 ms in benchmarks/storm.py)."""
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -77,9 +83,11 @@ class Dispatcher:
         self.poll_s = poll_s
         self.wake = asyncio.Event()
         self._waiters: dict[int, asyncio.Future[IncidentRef]] = {}
+        self._finished: list[tuple[int, str, str | None, str, str | None]] = []
         self._task: asyncio.Task[None] | None = None
         self._last_release = 0.0
         self._last_purge = 0.0
+        self._starting = asyncio.Semaphore(STARTS_AT_ONCE)
 
     # --- the app's side ---------------------------------------------------------------
 
@@ -186,11 +194,17 @@ class Dispatcher:
             tasks.append(task)
             if item.target is not None:
                 creating.setdefault(item.target, task)
-        await asyncio.gather(*tasks)
-        for run_id, items in absorbed.items():
-            await self._absorb(run_id, items)
-        for item in resolved:
-            await self._resolve(item)
+        try:
+            await asyncio.gather(*tasks)
+            for run_id, items in absorbed.items():
+                await self._absorb(run_id, items)
+        finally:
+            await self.flush()  # before resolutions: they close absorbed rows
+        try:
+            for item in resolved:
+                await self._resolve(item)
+        finally:
+            await self.flush()
 
     async def _cause(
         self,
@@ -218,9 +232,10 @@ class Dispatcher:
         alert, row = item.alert, item.row
         tags = [cause_tag(item.target), CAUSE_TAG] if item.target is not None else []
         try:
-            ref = await self.starter.start(
-                alert, join_open=row.join_open, tags=tags, work_queue=QUEUES[row.priority]
-            )
+            async with self._starting:
+                ref = await self.starter.start(
+                    alert, join_open=row.join_open, tags=tags, work_queue=QUEUES[row.priority]
+                )
         except Exception as exc:  # noqa: BLE001 - retried; the 202 was already given
             await self._retry(item, exc)
             return None
@@ -274,12 +289,19 @@ class Dispatcher:
         )  # fmt: skip
 
     async def _finish(self, row_id: int, state: str, ref: IncidentRef) -> None:
-        await asyncio.to_thread(
-            self.outbox.finish, row_id, state, ref.flow_run_id, ref.note, ref.model_dump_json()
-        )
+        """Answer the waiting post now; the row is written with the round's others in
+        one transaction (``flush``): one fsync per round, not one per alert, so a post
+        being stored meanwhile never queues behind hundreds of them. Killed before the
+        flush, the rows are dispatched again, and starting is idempotent per fingerprint."""
+        self._finished.append((row_id, state, ref.flow_run_id, ref.note, ref.model_dump_json()))
         fut = self._waiters.pop(row_id, None)
         if fut is not None and not fut.done():
             fut.set_result(ref)
+
+    async def flush(self) -> None:
+        done, self._finished = self._finished, []
+        if done:
+            await asyncio.to_thread(self.outbox.finish_many, done)
 
     async def release_absorbed(self) -> None:
         """Absorbed alerts whose cause ended ``grace_s`` ago and that did not resolve:

@@ -51,6 +51,12 @@ class IntakeMetrics:
         self.outcomes = Counter(
             "contingency_incidents_outcome", "Incident outcomes", ["plan", "outcome"], registry=r
         )
+        self.by_severity = Counter(
+            "contingency_incidents_severity",
+            "Finished incidents by severity level (the inventory's level names)",
+            ["severity"],
+            registry=r,
+        )
         self.remediation_seconds = Histogram(
             "contingency_remediation_duration_seconds",
             "Remediation duration",

@@ -125,6 +125,23 @@ class Outbox:
                 (state, run_id, note[:500], answer, time.time(), row_id),
             )
 
+    def finish_many(self, rows: list[tuple[int, str, str | None, str, str | None]]) -> None:
+        """``finish`` for ``(row_id, state, run_id, note, answer)`` rows, in one transaction."""
+        now = time.time()
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.executemany(
+                    "UPDATE alerts SET state = ?, run_id = ?, note = ?, answer = ?, done_at = ?"
+                    " WHERE id = ?",
+                    [(st, run, note[:500], ans, now, rid) for rid, st, run, note, ans in rows],
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
     def answers(self, row_ids: list[int]) -> dict[int, str]:
         """The answers of those of ``row_ids`` that are dispatched."""
         if not row_ids:

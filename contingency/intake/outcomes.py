@@ -130,6 +130,9 @@ class IncidentOutcomes:
             summary = summaries.get(str(run.id))
             outcome = run_outcome(run.state, summary)
             self.metrics.incident_outcome(plan, outcome.value)
+            level = next((t[9:] for t in run.tags if t.startswith("severity:")), "")
+            if level:
+                self.metrics.by_severity.labels(severity=level).inc()
             if plan != "unroutable":
                 self.metrics.observe_remediation(plan, run.total_run_time.total_seconds())
             ended, started = run.end_time, run.start_time

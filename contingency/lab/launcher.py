@@ -222,6 +222,11 @@ LAB_CHANNELS = {
     # each command-center member's own channel: their one-time sign-off codes
     "person-zhang-wei": "person/zhang.wei",
     "person-li-na": "person/li.na",
+    # the operations roster's own channels, and their fallbacks (SMS in real life)
+    "person-wang-fang": "person/wang.fang",
+    "person-zhao-lei": "person/zhao.lei",
+    "sms-wang-fang": "sms/wang.fang",
+    "sms-zhao-lei": "sms/zhao.lei",
 }
 
 

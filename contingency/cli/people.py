@@ -1,0 +1,244 @@
+"""`contingency oncall`: who is on duty (值班), per role, now or at a given time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import BaseModel
+from rich.table import Table
+
+from contingency.cli.common import Json, StateDir, emit_json, fail, out, settings_for
+
+
+class Duty(BaseModel):
+    role: str
+    title: str
+    person: str | None
+    """None: the role has no roster (every member is paged)."""
+    display_name: str = ""
+    phone: str = ""
+    email: str = ""
+    chat: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    next_person: str | None = None
+    override: bool = False
+    members: list[str] = []
+
+
+def duties(inventory: Path, at: datetime | None, lang: str) -> list[Duty]:
+    from inventory.duty import on_duty
+    from inventory.loader import load_inventory
+    from inventory.models import RoleName
+
+    inv = load_inventory(inventory)
+    rows = []
+    for role in RoleName:
+        role_def = inv.roles.get(role.value)
+        if role_def is None and role.value not in inv.rosters:
+            continue
+        title = (role_def.title_zh if lang == "zh" else role_def.title_en) if role_def else ""
+        members = [p.name for p in inv.members(role)]
+        roster = inv.rosters.get(role.value)
+        if roster is None:
+            rows.append(Duty(role=role.value, title=title, person=None, members=members))
+            continue
+        shift = on_duty(roster, at)
+        who = inv.people[shift.person]
+        rows.append(
+            Duty(
+                role=role.value,
+                title=title,
+                person=shift.person,
+                display_name=who.display_name,
+                phone=who.phone,
+                email=who.email,
+                chat=who.chat,
+                since=shift.since,
+                until=shift.until,
+                next_person=shift.next_person,
+                override=shift.override,
+                members=members,
+            )
+        )
+    return rows
+
+
+def oncall(
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="an ISO time (2026-12-24T08:30, or with a zone: ...+08:00); without a "
+            "zone it is read in each roster's own zone. Default: now",
+        ),
+    ] = None,
+    as_json: Json = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Who is on duty per role (from the inventory's rosters), with contact details."""
+    from inventory.errors import InventoryError
+
+    when = None
+    if at is not None:
+        try:
+            when = datetime.fromisoformat(at.strip())
+        except ValueError:
+            msg = f"--at: expected an ISO time like 2026-12-24T08:30, got {at[:40]!r}"
+            raise fail(msg, 2) from None
+    settings = settings_for(state_dir)
+    try:
+        rows = duties(settings.inventory_path(), when, settings.language)
+    except InventoryError as exc:
+        raise fail(f"inventory: {str(exc).splitlines()[0]}") from None
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("role", "on duty", "contact", "shift", "next", title="On duty (值班)")
+    for d in rows:
+        if d.person is None:
+            table.add_row(f"{d.role}\n{d.title}", "no roster: " + (", ".join(d.members) or "—"))
+            continue
+        contact = "\n".join(x for x in (d.phone, d.email, d.chat) if x) or "—"
+        shift = f"{d.since:%Y-%m-%d %H:%M} → {d.until:%Y-%m-%d %H:%M %Z}"
+        table.add_row(
+            f"{d.role}\n{d.title}",
+            f"{d.person}{' (override)' if d.override else ''}\n{d.display_name}",
+            contact,
+            shift,
+            d.next_person or "—",
+        )
+    out.print(table)
+
+
+def ack(
+    run_id: Annotated[str, typer.Argument(help="the incident's flow run id (in every page)")],
+    person: Annotated[str, typer.Option("--as", help="your name in the inventory")],
+    state_dir: StateDir = None,
+) -> None:
+    """Acknowledge an incident (接警): you take it; its escalation ladder stops."""
+    import uuid
+    from datetime import UTC
+
+    from prefect.exceptions import ObjectNotFound
+
+    from contingency.cli.common import api
+    from contingency.runtime.escalation import append_section
+    from inventory.loader import load_inventory
+    from tasks.escalation import ACKED_AT, ACKED_BY, AWAIT_ACK, acknowledged
+    from tasks.prefect_api import get_client
+
+    settings = settings_for(state_dir)
+    try:
+        uid = uuid.UUID(run_id)
+    except ValueError:
+        raise fail(f"{run_id[:64]!r} is not a flow run id (a UUID)", 2) from None
+    inv = load_inventory(settings.inventory_path())
+    if person not in inv.people:
+        raise fail(f"--as: {person[:64]!r} is not a person in the inventory", 2)
+    with api(settings), get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(uid)
+        except ObjectNotFound:
+            raise fail(f"unknown run {run_id}: Prefect has no such flow run") from None
+        if "incident" not in run.tags:
+            raise fail(f"run {run_id} is not an incident")
+        if (done := acknowledged(list(run.tags))) is not None:
+            who, when = done
+            out.print(f"already acknowledged by {who} at {when:%Y-%m-%d %H:%M:%S} UTC")
+            return
+        now = datetime.now(UTC)
+        tags = (set(run.tags) - {AWAIT_ACK}) | {
+            f"{ACKED_BY}{person}",
+            f"{ACKED_AT}{now.timestamp():.0f}",
+        }
+        client.update_flow_run(uid, tags=sorted(tags))
+        if run.state is not None and run.state.is_final():  # its report is written: add to it
+            fresh = client.read_flow_run(uid)
+            note = f"By **{person}**."
+            append_section(client, fresh, "Acknowledged", note, settings.reports_path)
+    out.print(f"incident {run_id} acknowledged by {person}", markup=False)
+
+
+incident_app = typer.Typer(
+    help="Incidents reported by people (发现异常, 立即报告).", no_args_is_help=True
+)
+
+
+@incident_app.command("open")
+def incident_open(
+    summary: Annotated[str, typer.Option(help="what you see, in a sentence or two")],
+    person: Annotated[str, typer.Option("--as", help="your name in the inventory")],
+    plan: Annotated[
+        str | None, typer.Option(help="the plan to run, if you know it (with --target)")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="the service, host, link or dataset affected")
+    ] = None,
+    severity: Annotated[
+        str | None, typer.Option(help="a severity level of the inventory (I, II, III, IV)")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Report a problem by hand: the same incident flow as an alert's. With --plan and
+    --target the plan runs (its sign-offs, and the command center's activation where the
+    level demands it); without them the incident is opened for tech support to take
+    (paged, acknowledged, escalated like any other)."""
+    import uuid
+    from typing import cast
+
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+
+    from contingency.cli.common import api
+    from inventory.loader import load_inventory
+    from inventory.models import PlanName
+    from inventory.routing import target_kind
+    from inventory.severity import levels_of
+
+    settings = settings_for(state_dir)
+    inv = load_inventory(settings.inventory_path())
+    problems = []
+    if person not in inv.people:
+        problems.append(f"--as: {person[:64]!r} is not a person in the inventory")
+    if not summary.strip():
+        problems.append("--summary: say what you see")
+    if (plan is None) != (target is None):
+        problems.append("--plan and --target go together")
+    if plan is not None and plan.partition(":")[0] not in {p.value for p in PlanName}:
+        problems.append(
+            f"--plan: {plan[:40]!r} is not a plan ({', '.join(p.value for p in PlanName)})"
+        )
+    if target is not None and target_kind(target, inv) is None:
+        problems.append(f"--target: {target[:64]!r} is not in the inventory")
+    levels = [lv.name for lv in levels_of(inv)]
+    if severity is not None and severity not in levels:
+        problems.append(f"--severity: {severity[:16]!r} is not a level ({', '.join(levels)})")
+    if problems:
+        raise fail("; ".join(problems), 2)
+    fingerprint = f"human-{uuid.uuid4().hex}"
+    labels = {"alertname": "HumanReport", "reported_by": person}
+    if target is not None:
+        labels["target"] = target
+    if severity is not None:
+        labels["severity"] = severity
+    alert = {
+        "fingerprint": fingerprint,
+        "source": "human",
+        "labels": labels,
+        "annotations": {"summary": summary.strip()[:2000]},
+    }
+    with api(settings):
+        run = cast(
+            "FlowRun",
+            run_deployment(
+                settings.incident_deployment,
+                timeout=0,
+                parameters={"alert": alert, "plan": plan, "target": target},
+                tags=["incident", "source:human", f"fingerprint:{fingerprint}"],
+            ),
+        )
+    out.print(f"incident {run.id} opened (reported by {person})", markup=False)
