@@ -171,6 +171,7 @@ def create_app(
             await starter.warm_up()
         except Exception as exc:  # noqa: BLE001 - the server may come later; start anyway
             log.warning("intake: Prefect API not ready yet (%s)", type(exc).__name__)
+        await asyncio.to_thread(inventory)  # loaded before the first alert needs it
         dispatcher.start()  # also what a previous intake stored and did not dispatch
         yield
         await dispatcher.stop()

@@ -160,7 +160,9 @@ class Dispatcher:
         return True
 
     async def dispatch(self, rows: list[Row]) -> None:
-        inv = self.inventory()
+        # re-read every 30 s: YAML parsing is tens of ms of CPU, kept off the event loop
+        # that answers webhook posts (a post arriving then waited for it)
+        inv = await asyncio.to_thread(self.inventory)
         firing: list[_Item] = []
         resolved: list[_Item] = []
         for n, row in enumerate(rows):

@@ -130,7 +130,8 @@ def test_stats_counts_incidents_and_plots(lab_stack: Stack, incident: str, tmp_p
     res = _cli(lab_stack, "stats", "--since", "1d", "--plot", str(png))
     assert res.returncode == 0, res.stderr
     row = next(line for line in res.stdout.splitlines() if "software_crash" in line)
-    assert int(row.split("│")[2].strip()) >= 1 and "s" in row.split("│")[4]
+    cells = row.split("│")  # plan, incidents, severity, success, TTR median, …
+    assert int(cells[2].strip()) >= 1 and "IV:" in cells[3] and "s" in cells[5]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert _cli(lab_stack, "stats", "--since", "someday").returncode == 2
     # the record behind the row: the incident flow's typed summary
