@@ -50,6 +50,8 @@ ROUTES: dict[str, tuple[RoleName, ...]] = {
     "component_restarted": (R.command_center, R.operations),
     # nobody acknowledged an incident (contingency/runtime/escalation.py); sent to people
     "ack_escalation": (R.command_center,),
+    # a review's follow-up action due or overdue (tasks/report/actions.py); to its owner
+    "action_due": (R.command_center,),
 }
 
 

@@ -70,6 +70,9 @@ def _register_data_commands() -> None:
     app.command("oncall")(oncall)
     app.command("ack")(ack)
     app.add_typer(incident_app, name="incident")
+    from contingency.cli.actions import actions_app
+
+    app.add_typer(actions_app, name="actions")
     from contingency.cli.components import register
 
     register(app)

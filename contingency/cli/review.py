@@ -82,6 +82,19 @@ def review(
         (out if done.report_copy.ok else err).print(line, markup=False, soft_wrap=True)
 
 
+def _follow_up_counts() -> tuple[int, int] | None:
+    """(open, overdue) follow-up actions; None if they cannot be read."""
+    from tasks.prefect_api import get_client
+    from tasks.report.actions import ActionState, read_all
+
+    try:
+        with get_client(sync_client=True) as client:
+            found = [a for a in read_all(client) if a.state is ActionState.open]
+    except Exception:  # noqa: BLE001 - the incident figures stand without them
+        return None
+    return len(found), sum(a.overdue() for a in found)
+
+
 def stats(
     since: Annotated[str, typer.Option(help="7d, 12h, 30m or an ISO date")] = "30d",
     plot_file: Annotated[
@@ -101,6 +114,7 @@ def stats(
         raise typer.Exit(2) from None
     with api(_settings(state_dir)):
         records = collect(start)
+        follow_ups = _follow_up_counts()
     if as_json:
         emit_json([s.model_dump(mode="json") for s in aggregate(records)])
         return
@@ -120,6 +134,9 @@ def stats(
             secs(s.ttr_p90_s), str(s.repeats), str(s.gates_timed_out), str(s.drills),
         )  # fmt: skip
     out.print(table if records else f"no incidents since {start:%Y-%m-%d %H:%M} UTC")
+    if follow_ups is not None:
+        open_n, overdue = follow_ups
+        out.print(f"follow-up actions: {open_n} open, {overdue} overdue (`contingency actions`)")
     if plot_file is not None:
         n = plot(records, plot_file)
         out.print(f"wrote {plot_file} ({n} incidents with a time to recover)")

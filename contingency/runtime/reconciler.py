@@ -18,6 +18,8 @@ Truth lives in Prefect, not in a process. Every few seconds, one pass:
    reset after two passes.
 4. **Unacknowledged incidents.** One step up the severity level's escalation ladder
    per pass (contingency/runtime/escalation.py, docs/people.md).
+5. **Follow-up actions** due by tomorrow or overdue: their owners are reminded once a
+   day (contingency/runtime/reminders.py).
 
 Several reconcilers may run at once (one per machine): a pass runs under a Prefect
 global concurrency lease (``contingency-reconciler``, limit 1), and a successor's
@@ -55,6 +57,7 @@ from contingency.runtime.incident_runs import (
     generation,
     start_successor,
 )
+from contingency.runtime.reminders import remind
 from flows.incident import REPORTED
 from inventory.outcomes import Outcome
 from inventory.settings import get_settings
@@ -65,6 +68,7 @@ from tasks.prefect_api import acquire_slots_with_lease, get_client, release_slot
 
 log = logging.getLogger("contingency.runtime.reconciler")
 MUTEX = "contingency-reconciler"
+REMIND_EVERY_S = 60.0
 OPEN = [StateType.RUNNING, StateType.PAUSED, StateType.PENDING]
 ENDED = [StateType.CRASHED, StateType.FAILED]
 
@@ -91,6 +95,7 @@ class Reconciler:
         self.dead_after_s = dead_after_s
         self.api_up_since: float | None = None
         self.suspect_locks: set[str] = set()
+        self.reminded_at = -1e9
 
     # -- one pass -------------------------------------------------------------------
     def run_once(self) -> list[str]:
@@ -146,6 +151,12 @@ class Reconciler:
             done += escalate(client, self._inventory)
         except Exception as exc:  # noqa: BLE001 - the rest of the pass stands
             log.error("escalation pass failed: %s", type(exc).__name__)
+        if time.monotonic() - self.reminded_at >= REMIND_EVERY_S:
+            self.reminded_at = time.monotonic()
+            try:  # follow-up actions due or overdue (contingency/runtime/reminders.py)
+                done += remind(client, self._inventory)
+            except Exception as exc:  # noqa: BLE001
+                log.error("follow-up reminders failed: %s", type(exc).__name__)
         return done
 
     @staticmethod

@@ -29,6 +29,7 @@ from inventory.errors import (
 from inventory.models import Inventory
 from inventory.secrets import redact
 from inventory.settings import Settings
+from tasks.report.actions import record as record_actions
 from tasks.report.copies import ReportCopy, copy_report
 from tasks.report.render import artifact_key
 
@@ -178,6 +179,7 @@ def append_review(
                 flow_run_id=UUID(run_id),
             )
         )
+        record_actions(client, run_id, review.actions)  # tracked until done
     reports_dir.mkdir(parents=True, exist_ok=True)
     path = reports_dir / f"{name}.md"
     tmp = path.with_suffix(".md.tmp")

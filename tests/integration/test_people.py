@@ -238,3 +238,48 @@ def test_a_person_reports_a_problem_by_hand(lab_stack: Stack, api_down: str) -> 
     opened = wait_for(lambda: _opened(lab_stack, other, "/support"), 30, "tech support paged")
     assert "Printers in room 3 are slow" in opened[0]["message"]
     assert "tech support to triage it" in _report_text(lab_stack, other)
+
+
+def test_follow_up_actions_are_tracked_reminded_and_closed(lab_stack: Stack) -> None:
+    """A review's follow-ups become tracked actions: listed, an overdue one reminds its
+    owner on their own channel, `done` closes it, stats counts what is overdue."""
+    from datetime import UTC, datetime, timedelta
+
+    from contingency.runtime.reconciler import reconcile_once
+
+    run_id = _unroutable(lab_stack, "none")
+    wait_for_run(run_id, timeout_s=120)
+    today = datetime.now(UTC).date()
+    what = f"add a probe {uuid.uuid4().hex[:6]}"
+    reviewed = _cli(
+        lab_stack, "review", run_id, "--root-cause-category", "software",
+        "--root-cause", "nobody watched it",
+        "--action", f"{what}|zhao.lei|{today - timedelta(days=2):%Y-%m-%d}",
+        "--action", f"write it down|li.na|{today + timedelta(days=30):%Y-%m-%d}",
+    )  # fmt: skip
+    assert reviewed.returncode == 0, reviewed.stderr
+    listed = json.loads(_cli(lab_stack, "actions", "--json").stdout)
+    mine = [a for a in listed if a["run_id"] == run_id]
+    assert {(a["owner"], a["overdue"]) for a in mine} == {("zhao.lei", True), ("li.na", False)}
+    late = next(a for a in mine if a["owner"] == "zhao.lei")
+
+    def reminded() -> list[dict]:
+        with pointed_at(lab_stack):
+            reconcile_once()  # the stack's own reconciler reminds once a minute
+        inbox = lab_stack.state_dir / "lab" / "inbox.jsonl"
+        return [m for m in read(inbox, person_path("zhao.lei"))
+                if late["id"] in str(m.get("message"))]  # fmt: skip
+
+    pages = wait_for(reminded, 60, "the overdue reminder")
+    assert pages[0]["title"] == f"Follow-up action overdue: {what}"
+    assert len(reminded()) == 1  # once a day
+    stats = _cli(lab_stack, "stats", "--since", "1h")
+    assert "follow-up actions:" in stats.stdout and "overdue" in stats.stdout
+    closed = _cli(lab_stack, "actions", "done", late["id"], "--note", "probe added")
+    assert closed.returncode == 0 and "done" in closed.stdout, closed.stderr
+    still = {a["id"] for a in json.loads(_cli(lab_stack, "actions", "--json").stdout)}
+    assert late["id"] not in still
+    every = json.loads(_cli(lab_stack, "actions", "--all", "--json").stdout)
+    assert next(a for a in every if a["id"] == late["id"])["state"] == "done"
+    unknown = _cli(lab_stack, "actions", "done", "nope-123")
+    assert unknown.returncode == 1 and "no follow-up action" in unknown.stderr
