@@ -283,3 +283,35 @@ def test_follow_up_actions_are_tracked_reminded_and_closed(lab_stack: Stack) -> 
     assert next(a for a in every if a["id"] == late["id"])["state"] == "done"
     unknown = _cli(lab_stack, "actions", "done", "nope-123")
     assert unknown.returncode == 1 and "no follow-up action" in unknown.stderr
+
+
+@pytest.fixture
+def ops_chat_down(lab_stack: Stack) -> Iterator[None]:
+    """The operations chat channel points at a closed port (chat is down)."""
+    import socket
+
+    secret = lab_stack.state_dir / "secrets" / "ops-channel"
+    saved = secret.read_text()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret.write_text(f"json://127.0.0.1:{port}/ops")
+    yield
+    secret.write_text(saved)
+
+
+def test_when_the_chat_channel_fails_the_on_duty_person_gets_the_page_by_sms(
+    lab_stack: Stack, api_down: str, ops_chat_down: None
+) -> None:
+    duty = {d["role"]: d for d in json.loads(_cli(lab_stack, "oncall", "--json").stdout)}
+    on_duty = duty["operations"]["person"]
+    run_id = _fire(lab_stack)
+    run = wait_for_run(run_id, timeout_s=180)
+    assert run.state is not None and run.state.is_completed(), run.state
+    sms = wait_for(lambda: _opened(lab_stack, run_id, f"/sms/{on_duty}"), 30, "the SMS fallback")
+    assert sms[0]["title"].startswith("[IV Ordinary] Incident opened")
+    assert not _opened(lab_stack, run_id, "/ops")  # the chat never got it
+    report = _report_text(lab_stack, run_id)
+    sms_channel = f"sms-{on_duty.replace('.', '-')}"
+    assert f"| {sms_channel} (fallback for ops-channel) | yes |" in report
+    assert "| ops-channel | NO: delivery failed (3 tries) |" in report
