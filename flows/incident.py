@@ -34,6 +34,7 @@ from tasks.gate.wait import GateInterrupted
 from tasks.notify import Pager
 from tasks.prefect_api import retry_api
 from tasks.report.copies import ReportCopy, copy_report
+from tasks.report.lang import word
 from tasks.report.related import RelatedAlert, read_related, related_markdown
 from tasks.report.render import Timeline, publish_report, render_report
 from tasks.report.summary import IncidentSummary, publish_summary
@@ -122,6 +123,19 @@ def _gate_description(alert: Alert, plan: Plan, timeline: Timeline) -> str:
     notes = "\n".join(f"- **{k}**: {v}" for k, v in sorted(alert.annotations.items()))
     so_far = "\n".join(f"- {e.at:%H:%M:%S} {e.kind}: {e.text}" for e in timeline.events)
     source = f"[source]({alert.generator_url})" if alert.generator_url else "no source link"
+    if get_settings().language == "zh":  # the gate form, in the plan's own terms
+        so_far = "\n".join(
+            f"- {e.at:%H:%M:%S} {word(e.kind, 'zh')}: {e.text}" for e in timeline.events
+        )
+        return (
+            f"## 指挥中心审批：对 `{plan.target}` 执行 `{plan.plan}`\n\n{plan.as_markdown()}\n\n"
+            f"**风险：** {max((a.risk for a in plan.actions), default='low')}。"
+            "请填写您在清单中的姓名和发送给您本人的一次性验证码（仅发往您本人的通知渠道，"
+            "指挥中心群组渠道从不发送验证码），然后批准或驳回。验证码只对收到它的人有效，"
+            "且只能使用一次；没有个人通知渠道的成员无法审批。\n\n"
+            f"### 告警\n\n`{alert.labels}` ({alert.source}, {source})\n\n{notes}\n\n"
+            f"### 事件经过\n\n{so_far}\n"
+        )
     return (
         f"## Sign-off: `{plan.plan}` on `{plan.target}`\n\n{plan.as_markdown()}\n\n"
         f"**Risk:** {max((a.risk for a in plan.actions), default='low')}. "
@@ -184,12 +198,14 @@ def _report(
         sections["Notifications"] = pager.as_markdown()
     if (ladder := _ladder(level)) is not None:
         sections["Acknowledgement and escalation"] = ladder
+    lang = get_settings().language
     markdown = render_report(
-        f"Incident {alert.name} — {outcome.outcome}",
+        f"{word('Incident', lang)} {alert.name} — {word(str(outcome.outcome), lang)}",
         summary,
         timeline,
         ctx.commands if ctx else [],
         sections,
+        lang=lang,
     )
     message = redact(outcome.message)
     copy = copy_report(f"incident-{run_id}.md", markdown, get_settings())
@@ -255,7 +271,13 @@ def _severity_row(level: SeverityLevel | None) -> str:
     if level is None:
         return "not classified (the incident ended before routing)"
     lang = get_settings().language
-    demands = [f"command center told within {level.tell_command_center_min:g} min"]
+    minutes = f"{level.tell_command_center_min:g}"
+    if lang == "zh":
+        demands = [f"{minutes} 分钟内报告应急指挥中心"]
+        if level.activation:
+            demands.insert(0, "须经应急指挥中心启动预案")
+        return f"{level.label(lang)}（{'；'.join(demands)}）"
+    demands = [f"command center told within {minutes} min"]
     if level.activation:
         demands.insert(0, "the command center activates the plan")
     return f"{level.label(lang)} ({'; '.join(demands)})"

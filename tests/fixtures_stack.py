@@ -52,7 +52,9 @@ class Stack:
         )
 
 
-def start_stack(state_dir: Path, database_url: str | None = None) -> Stack:
+def start_stack(
+    state_dir: Path, database_url: str | None = None, extra_env: dict[str, str] | None = None
+) -> Stack:
     ports = [free_port() for _ in range(3)]
     argv = [
         *CLI,
@@ -75,6 +77,7 @@ def start_stack(state_dir: Path, database_url: str | None = None) -> Stack:
     # The tests read each post's incidents from the answer: the intake waits for them
     # (up to 10 s) unless a post says ?wait=0 (the storm tests do: the default is 0).
     env["CONTINGENCY_INTAKE_ACK_WAIT_S"] = ACK_WAIT
+    env.update(extra_env or {})
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         subprocess.run([*CLI, "down", "--state-dir", str(state_dir)], env=env, timeout=120)

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from inventory.secrets import redact
+from tasks.report.lang import word
 
 
 class Event(BaseModel):
@@ -92,16 +93,25 @@ def render_report(
     timeline: Timeline,
     commands: list[dict[str, Any]],
     sections: dict[str, str] | None = None,
+    lang: str = "en",
 ) -> str:
-    """Render the incident report as markdown (secrets redacted)."""
+    """Render the incident report as markdown (secrets redacted); ``lang`` zh gives the
+    report's own words in Chinese (``tasks/report/lang.py``)."""
+
+    def w(text: str) -> str:
+        return word(text, lang)
+
+    def row(*cells: str) -> str:
+        return "| " + " | ".join(w(c) for c in cells) + " |"
+
     out = [f"# {title}", ""]
-    out += [f"- **{k}**: {_cell(str(v))}" for k, v in summary.items()]
-    out += ["", "## Timeline", "", "| time (UTC) | event | detail |", "|---|---|---|"]
-    out += [f"| {_fmt(e.at)} | {e.kind} | {_cell(e.text)} |" for e in timeline.events]
-    out += ["", "## Commands", ""]
+    out += [f"- **{w(k)}**: {_cell(w(str(v)))}" for k, v in summary.items()]
+    out += ["", f"## {w('Timeline')}", "", row("time (UTC)", "event", "detail"), "|---|---|---|"]
+    out += [f"| {_fmt(e.at)} | {w(e.kind)} | {_cell(e.text)} |" for e in timeline.events]
+    out += ["", f"## {w('Commands')}", ""]
     if commands:
         out += [
-            "| host | command | outcome | exit | duration (s) | output (tail) |",
+            row("host", "command", "outcome", "exit", "duration (s)", "output (tail)"),
             "|---|---|---|---|---|---|",
         ]
         notes: list[str] = []
@@ -120,9 +130,9 @@ def render_report(
                 notes += _unknown_note(c)
         out += notes
     else:
-        out.append("No command was run.")
+        out.append(w("No command was run."))
     for heading, body in (sections or {}).items():
-        out += ["", f"## {heading}", "", redact(body)]
+        out += ["", f"## {w(heading)}", "", redact(body)]
     return "\n".join(out) + "\n"
 
 
