@@ -30,6 +30,7 @@ from contingency.intake.auth import (
     verify_generic,
     verify_grafana,
 )
+from contingency.intake.board import add_board
 from contingency.intake.dedup import AnsweredCache
 from contingency.intake.dispatch import Dispatcher
 from contingency.intake.fastlane import FastLane
@@ -90,6 +91,17 @@ class InventoryCache:
             except Exception as exc:  # noqa: BLE001 - no correlation; the flow reports it
                 log.warning("intake: inventory not loaded, no correlation (%s)", exc)
         return self._inv
+
+
+def _board_auth(settings: Settings) -> str | None:
+    """The Prefect API's auth string (the board's login), if one is configured."""
+    from contingency.runtime.api import api_target
+
+    try:
+        auth = api_target(settings).auth
+    except Exception:  # noqa: BLE001 - no API configured yet: the webhook token guards it
+        return None
+    return auth.get_secret_value() if auth is not None else None
 
 
 def readiness_checks(settings: Settings, starter: IncidentStarter) -> Readiness:
@@ -182,6 +194,7 @@ def create_app(
     app = FastAPI(title="Contingency alert intake", version="0.1.0", lifespan=lifespan)
     app.state.metrics = metrics  # the hook other code calls: app.state.metrics.incident_outcome()
     app.state.outbox = outbox
+    add_board(app, token, _board_auth(settings), inventory)
 
     def reject(endpoint: str, reason: str, exc: HTTPException) -> HTTPException:
         metrics.rejected.labels(endpoint=endpoint, reason=reason).inc()

@@ -1,0 +1,269 @@
+"""The incident board (应急指挥看板): one server-rendered page for the command center.
+
+``GET /board`` shows the open incidents — severity, state, time since start, who
+acknowledged, who took it over, a gate waiting (with a link to sign off in the Prefect
+UI) — who is on duty per role, and overdue follow-up actions. An Escalated incident needs
+a named owner who takes it over (接管) and records what was done; the command center's
+closing summary (总结) completes it and takes it off the board. Both are appended to the
+incident's report.
+
+Authentication: HTTP Basic with the Prefect API's auth string (``user:password``, the one
+that logs into the Prefect UI), or, where the API has none, any user name and the
+intake's webhook token as the password. Forms carry a token derived from the secret
+(no cross-site posts). No build step, no script: HTML and a little CSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import html
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+from uuid import UUID
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from inventory.models import Inventory, RoleName
+from tasks.escalation import ACKED_BY, tag_value
+
+OWNER = "owner:"
+CLOSED = "closed"
+OPEN_TYPES = ("SCHEDULED", "PENDING", "RUNNING", "PAUSED")
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _age(start: datetime | None, now: datetime) -> str:
+    if start is None:
+        return "—"
+    s = int((now - start).total_seconds())
+    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
+
+
+def board_runs(client: Any, now: datetime) -> list[Any]:
+    """Open incident runs, and Escalated or crashed ones of the last 7 days not closed."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    runs = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=["incident"]),
+            state=FlowRunFilterState(
+                type=FlowRunFilterStateType(
+                    any_=[StateType(t) for t in (*OPEN_TYPES, "FAILED", "CRASHED")]
+                )
+            ),
+            expected_start_time=FlowRunFilterExpectedStartTime(after_=now - timedelta(days=7)),
+        ),
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        limit=200,
+    )
+    return [r for r in runs if CLOSED not in r.tags and not (r.parameters or {}).get("dry_run")]
+
+
+def render_board(
+    runs: list[Any],
+    inv: Inventory | None,
+    overdue: list[Any],
+    form_token: str,
+    ui_link: Any,
+    now: datetime,
+) -> str:
+    """The page. Pure (``ui_link(run_id) -> str``)."""
+    from inventory.duty import on_duty
+
+    rows = []
+    for r in runs:
+        tags = list(r.tags)
+        state = r.state.name if r.state else "?"
+        ended = r.state is not None and r.state.is_final()
+        owner = tag_value(tags, OWNER)
+        acked = tag_value(tags, ACKED_BY)
+        labels = ((r.parameters or {}).get("alert") or {}).get("labels") or {}
+        link = ui_link(r.id)
+        gate = (
+            f'<a class="gate" href="{_esc(link)}">sign-off waiting</a>'
+            if r.state is not None and r.state.is_paused()
+            else ""
+        )
+        if ended and not owner:
+            action = _form(
+                "/board/takeover", form_token, str(r.id), "take over (接管)", "what you do now"
+            )
+        elif ended:
+            action = _form(
+                "/board/close", form_token, str(r.id), "close with summary (总结)",
+                "the command center's summary",
+            )  # fmt: skip
+        else:
+            action = ""
+        severity = tag_value(tags, "severity:") or "—"
+        rows.append(
+            f'<tr data-run="{_esc(r.id)}"><td class="sev">{_esc(severity)}</td>'
+            f"<td>{_esc(labels.get('alertname', r.name))}<br><small>"
+            f"{_esc(tag_value(tags, 'target:') or '')} {_esc(tag_value(tags, 'plan:') or '')}"
+            f'</small></td><td class="state">{_esc(state)} {gate}</td>'
+            f"<td>{_age(r.start_time or r.expected_start_time, now)}</td>"
+            f'<td class="ack">{_esc(acked or "—")}</td><td class="owner">{_esc(owner or "—")}</td>'
+            f'<td><a href="{_esc(link)}">run</a></td><td>{action}</td></tr>'
+        )
+    duty = []
+    for role in RoleName:
+        roster = inv.rosters.get(role.value) if inv else None
+        if roster is not None:
+            shift = on_duty(roster, now)
+            person = inv.people.get(shift.person) if inv else None
+            phone = person.phone if person else ""
+            duty.append(
+                f"<li>{_esc(role.value)}: <b>{_esc(shift.person)}</b> {_esc(phone)} "
+                f"(until {shift.until:%Y-%m-%d %H:%M %Z})</li>"
+            )
+    late = "".join(
+        f"<li>{_esc(a.id)}: {_esc(a.action)} — {_esc(a.owner)}, due {a.due:%Y-%m-%d}</li>"
+        for a in overdue
+    )
+    table = (
+        "<table><thead><tr><th>severity</th><th>incident</th><th>state</th><th>since</th>"
+        "<th>acknowledged</th><th>owner</th><th></th><th></th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+        if rows
+        else '<p class="none">No open incidents.</p>'
+    )
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta http-equiv="refresh" content="30"><title>Incident board</title><style>'
+        "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}"
+        ".sev{font-weight:bold}.gate{color:#b00}form{display:flex;gap:.3em}"
+        "</style></head><body><h1>Incident board (应急指挥看板)</h1>"
+        f"<p>{now:%Y-%m-%d %H:%M:%S} UTC · refreshes every 30 s</p>{table}"
+        f"<h2>On duty (值班)</h2><ul>{''.join(duty) or '<li>no rosters</li>'}</ul>"
+        f"<h2>Overdue follow-up actions</h2><ul>{late or '<li>none</li>'}</ul>"
+        "</body></html>"
+    )
+
+
+def _form(action: str, token: str, run_id: str, button: str, placeholder: str) -> str:
+    return (
+        f'<form method="post" action="{action}"><input type="hidden" name="csrf" '
+        f'value="{_esc(token)}"><input type="hidden" name="run_id" value="{_esc(run_id)}">'
+        '<input name="person" placeholder="your name" required>'
+        f'<input name="text" placeholder="{_esc(placeholder)}" required>'
+        f"<button>{_esc(button)}</button></form>"
+    )
+
+
+def add_board(app: FastAPI, secret: bytes, auth_string: str | None, inventory: Any) -> None:
+    """Register ``/board`` on the intake's app. ``secret``: the webhook token;
+    ``auth_string``: the Prefect API's ``user:password`` (None: none is set)."""
+    form_token = hmac.new(secret, b"board-form", hashlib.sha256).hexdigest()
+
+    def check(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        ok = False
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(given).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user, password = "", ""
+            if auth_string:
+                ok = hmac.compare_digest(f"{user}:{password}".encode(), auth_string.encode())
+            else:
+                ok = hmac.compare_digest(password.encode(), secret)
+        if not ok:
+            raise HTTPException(
+                401, "the board needs a login", headers={"WWW-Authenticate": 'Basic realm="board"'}
+            )
+
+    def load(now: datetime) -> tuple[list[Any], list[Any]]:
+        from tasks.prefect_api import get_client
+        from tasks.report.actions import read_all
+
+        with get_client(sync_client=True) as client:
+            runs = board_runs(client, now)
+            overdue = [a for a in read_all(client) if a.overdue(now.date())]
+        return runs, overdue
+
+    def link(run_id: object) -> str:
+        from prefect.utilities.urls import url_for
+
+        try:
+            return url_for("flow-run", obj_id=str(run_id)) or ""
+        except Exception:  # noqa: BLE001 - a link is a nicety
+            return ""
+
+    @app.get("/board", response_class=HTMLResponse, include_in_schema=False)
+    async def board(request: Request) -> HTMLResponse:
+        check(request)
+        now = datetime.now(UTC)
+        runs, overdue = await asyncio.to_thread(load, now)
+        inv = await asyncio.to_thread(inventory)
+        return HTMLResponse(render_board(runs, inv, overdue, form_token, link, now))
+
+    async def posted(request: Request) -> tuple[UUID, str, str, Inventory]:
+        check(request)
+        body = await request.body()
+        if len(body) > 16384:
+            raise HTTPException(413, "form too large")
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+        form = {k: v[0] for k, v in fields.items() if v}  # an HTML form, url-encoded
+        if not hmac.compare_digest(str(form.get("csrf", "")), form_token):
+            raise HTTPException(403, "form token missing or wrong: reload the board")
+        try:
+            run_id = UUID(str(form.get("run_id", "")))
+        except ValueError:
+            raise HTTPException(422, "run_id: not a flow run id") from None
+        person, text = str(form.get("person", "")).strip(), str(form.get("text", "")).strip()
+        inv = await asyncio.to_thread(inventory)
+        if inv is None or person not in inv.people:
+            raise HTTPException(422, f"person {person[:64]!r} is not in the inventory")
+        if not text:
+            raise HTTPException(422, "say what was done")
+        return run_id, person, text[:4000], inv
+
+    def record(run_id: UUID, tag: str, title: str, body: str, need_owner: bool) -> None:
+        from contingency.runtime.escalation import append_section
+        from tasks.prefect_api import get_client
+
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run_id)
+            if "incident" not in run.tags or run.state is None or not run.state.is_final():
+                raise HTTPException(409, "only an ended incident is taken over or closed")
+            if need_owner and not tag_value(list(run.tags), OWNER):
+                raise HTTPException(409, "take it over first: a closed incident has an owner")
+            if not need_owner and tag_value(list(run.tags), OWNER):
+                raise HTTPException(409, "already taken over")
+            client.update_flow_run(run_id, tags=sorted({*run.tags, tag}))
+            append_section(client, client.read_flow_run(run_id), title, body)
+
+    @app.post("/board/takeover", include_in_schema=False)
+    async def takeover(request: Request) -> RedirectResponse:
+        run_id, person, text, _ = await posted(request)
+        body = f"**{person}** took it over (接管): {text}"
+        await asyncio.to_thread(record, run_id, f"{OWNER}{person}", "Taken over", body, False)
+        return RedirectResponse("/board", status_code=303)
+
+    @app.post("/board/close", include_in_schema=False)
+    async def close(request: Request) -> RedirectResponse:
+        run_id, person, text, inv = await posted(request)
+        if RoleName.command_center not in inv.people[person].roles:
+            raise HTTPException(403, "the closing summary is the command center's")
+        body = f"By **{person}**: {text}"
+        await asyncio.to_thread(record, run_id, CLOSED, "Command center summary", body, True)
+        return RedirectResponse("/board", status_code=303)

@@ -1,0 +1,94 @@
+"""The incident board in Debian's Chromium (Playwright) on the real stack: an Escalated
+incident is taken over (接管) by a named person and closed by the command center's
+summary (总结); both land in its report. No anonymous access, no cross-site posts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from contingency.cli.alerts import alertmanager_payload
+from contingency.runtime.waiting import wait_for_run
+from tests.fixtures_stack import Stack
+from tests.integration.test_ui import CHROMIUM, FLAGS
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def board(browser: Browser, lab_stack: Stack) -> Iterator[Page]:
+    """The board, logged in with the Prefect API's auth string (HTTP Basic)."""
+    user, _, password = lab_stack.auth.partition(":")
+    context = browser.new_context(http_credentials={"username": user, "password": password})
+    try:
+        page = context.new_page()
+        yield page
+    finally:
+        context.close()
+
+
+def _escalated(stack: Stack) -> str:
+    labels = {"alertname": "BoardProbe", "test": uuid.uuid4().hex}
+    ref = stack.post("/webhook/alertmanager", alertmanager_payload(labels)).json()
+    run_id = str(ref["incidents"][0]["flow_run_id"])
+    run = wait_for_run(run_id, timeout_s=120)
+    assert run.state is not None and run.state.name == "Escalated"
+    return run_id
+
+
+def test_take_over_and_close_an_escalated_incident(lab_stack: Stack, board: Page) -> None:
+    run_id = _escalated(lab_stack)
+    board.goto(f"{lab_stack.intake_url}/board")
+    row = board.locator(f'tr[data-run="{run_id}"]')
+    assert row.locator(".sev").inner_text() == "IV"
+    assert "Escalated" in row.locator(".state").inner_text()
+    assert "operations:" in board.locator("body").inner_text()  # who is on duty
+    row.locator("input[name=person]").fill("wang.fang")
+    row.locator("input[name=text]").fill("restarting the probe by hand")
+    row.get_by_role("button", name="take over (接管)").click()
+    board.wait_for_url(f"{lab_stack.intake_url}/board")
+    row = board.locator(f'tr[data-run="{run_id}"]')
+    assert row.locator(".owner").inner_text() == "wang.fang"
+    # the summary is the command center's: wang.fang (operations) is refused
+    row.locator("input[name=person]").fill("wang.fang")
+    row.locator("input[name=text]").fill("done")
+    row.get_by_role("button", name="close with summary (总结)").click()
+    assert "the closing summary is the command center" in board.locator("body").inner_text()
+    board.goto(f"{lab_stack.intake_url}/board")
+    row = board.locator(f'tr[data-run="{run_id}"]')
+    row.locator("input[name=person]").fill("zhang.wei")
+    row.locator("input[name=text]").fill("probe fixed; root cause in the review")
+    row.get_by_role("button", name="close with summary (总结)").click()
+    board.wait_for_url(f"{lab_stack.intake_url}/board")
+    assert board.locator(f'tr[data-run="{run_id}"]').count() == 0
+    report = (lab_stack.state_dir / "reports" / f"incident-{run_id}.md").read_text()
+    assert "## Taken over" in report and "**wang.fang** took it over (接管)" in report
+    assert "## Command center summary" in report and "By **zhang.wei**: probe fixed" in report
+
+
+def test_the_board_refuses_anonymous_and_cross_site_requests(lab_stack: Stack) -> None:
+    url = f"{lab_stack.intake_url}/board"
+    assert requests.get(url, timeout=30).status_code == 401
+    user, _, password = lab_stack.auth.partition(":")
+    assert requests.get(url, auth=(user, "wrong"), timeout=30).status_code == 401
+    page = requests.get(url, auth=(user, password), timeout=30)
+    assert page.status_code == 200 and "Incident board" in page.text
+    forged = requests.post(
+        f"{url}/takeover",
+        data={"run_id": str(uuid.uuid4()), "person": "wang.fang", "text": "x", "csrf": "nope"},
+        auth=(user, password),
+        timeout=30,
+    )
+    assert forged.status_code == 403
