@@ -120,47 +120,21 @@ def ack(
     state_dir: StateDir = None,
 ) -> None:
     """Acknowledge an incident (接警): you take it; its escalation ladder stops."""
-    import uuid
-    from datetime import UTC
-
-    from prefect.exceptions import ObjectNotFound
-
     from contingency.cli.common import api
-    from contingency.runtime.escalation import append_section
+    from contingency.runtime.people import Refused, acknowledge
     from inventory.loader import load_inventory
-    from tasks.escalation import ACKED_AT, ACKED_BY, AWAIT_ACK, acknowledged
     from tasks.prefect_api import get_client
 
     settings = settings_for(state_dir)
-    try:
-        uid = uuid.UUID(run_id)
-    except ValueError:
-        raise fail(f"{run_id[:64]!r} is not a flow run id (a UUID)", 2) from None
     inv = load_inventory(settings.inventory_path())
     if person not in inv.people:
         raise fail(f"--as: {person[:64]!r} is not a person in the inventory", 2)
-    with api(settings), get_client(sync_client=True) as client:
-        try:
-            run = client.read_flow_run(uid)
-        except ObjectNotFound:
-            raise fail(f"unknown run {run_id}: Prefect has no such flow run") from None
-        if "incident" not in run.tags:
-            raise fail(f"run {run_id} is not an incident")
-        if (done := acknowledged(list(run.tags))) is not None:
-            who, when = done
-            out.print(f"already acknowledged by {who} at {when:%Y-%m-%d %H:%M:%S} UTC")
-            return
-        now = datetime.now(UTC)
-        tags = (set(run.tags) - {AWAIT_ACK}) | {
-            f"{ACKED_BY}{person}",
-            f"{ACKED_AT}{now.timestamp():.0f}",
-        }
-        client.update_flow_run(uid, tags=sorted(tags))
-        if run.state is not None and run.state.is_final():  # its report is written: add to it
-            fresh = client.read_flow_run(uid)
-            note = f"By **{person}**."
-            append_section(client, fresh, "Acknowledged", note, settings.reports_path)
-    out.print(f"incident {run_id} acknowledged by {person}", markup=False)
+    try:
+        with api(settings), get_client(sync_client=True) as client:
+            said = acknowledge(client, run_id, person, inv, settings.reports_path)
+    except Refused as exc:
+        raise fail(str(exc)) from None
+    out.print(said, markup=False)
 
 
 incident_app = typer.Typer(
@@ -187,58 +161,16 @@ def incident_open(
     --target the plan runs (its sign-offs, and the command center's activation where the
     level demands it); without them the incident is opened for tech support to take
     (paged, acknowledged, escalated like any other)."""
-    import uuid
-    from typing import cast
-
-    from prefect.client.schemas.objects import FlowRun
-    from prefect.deployments import run_deployment
-
     from contingency.cli.common import api
+    from contingency.runtime.people import Refused, human_alert, open_incident
     from inventory.loader import load_inventory
-    from inventory.models import PlanName
-    from inventory.routing import target_kind
-    from inventory.severity import levels_of
 
     settings = settings_for(state_dir)
     inv = load_inventory(settings.inventory_path())
-    problems = []
-    if person not in inv.people:
-        problems.append(f"--as: {person[:64]!r} is not a person in the inventory")
-    if not summary.strip():
-        problems.append("--summary: say what you see")
-    if (plan is None) != (target is None):
-        problems.append("--plan and --target go together")
-    if plan is not None and plan.partition(":")[0] not in {p.value for p in PlanName}:
-        problems.append(
-            f"--plan: {plan[:40]!r} is not a plan ({', '.join(p.value for p in PlanName)})"
-        )
-    if target is not None and target_kind(target, inv) is None:
-        problems.append(f"--target: {target[:64]!r} is not in the inventory")
-    levels = [lv.name for lv in levels_of(inv)]
-    if severity is not None and severity not in levels:
-        problems.append(f"--severity: {severity[:16]!r} is not a level ({', '.join(levels)})")
-    if problems:
-        raise fail("; ".join(problems), 2)
-    fingerprint = f"human-{uuid.uuid4().hex}"
-    labels = {"alertname": "HumanReport", "reported_by": person}
-    if target is not None:
-        labels["target"] = target
-    if severity is not None:
-        labels["severity"] = severity
-    alert = {
-        "fingerprint": fingerprint,
-        "source": "human",
-        "labels": labels,
-        "annotations": {"summary": summary.strip()[:2000]},
-    }
+    try:
+        alert = human_alert(inv, summary, person, plan, target, severity)
+    except Refused as exc:
+        raise fail(str(exc), 2) from None
     with api(settings):
-        run = cast(
-            "FlowRun",
-            run_deployment(
-                settings.incident_deployment,
-                timeout=0,
-                parameters={"alert": alert, "plan": plan, "target": target},
-                tags=["incident", "source:human", f"fingerprint:{fingerprint}"],
-            ),
-        )
-    out.print(f"incident {run.id} opened (reported by {person})", markup=False)
+        run_id = open_incident(settings.incident_deployment, alert, plan, target)
+    out.print(f"incident {run_id} opened (reported by {person})", markup=False)

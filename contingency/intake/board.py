@@ -111,6 +111,8 @@ def render_board(
             )  # fmt: skip
         else:
             action = ""
+        if not acked:
+            action = _form("/board/ack", form_token, str(r.id), "acknowledge (接警)", "") + action
         severity = tag_value(tags, "severity:") or "—"
         rows.append(
             f'<tr data-run="{_esc(r.id)}"><td class="sev">{_esc(severity)}</td>'
@@ -152,6 +154,7 @@ def render_board(
         ".sev{font-weight:bold}.gate{color:#b00}form{display:flex;gap:.3em}"
         "</style></head><body><h1>Incident board (应急指挥看板)</h1>"
         f"<p>{now:%Y-%m-%d %H:%M:%S} UTC · refreshes every 30 s</p>{table}"
+        f"{_report_form(form_token)}"
         f"<h2>On duty (值班)</h2><ul>{''.join(duty) or '<li>no rosters</li>'}</ul>"
         f"<h2>Overdue follow-up actions</h2><ul>{late or '<li>none</li>'}</ul>"
         "</body></html>"
@@ -159,12 +162,24 @@ def render_board(
 
 
 def _form(action: str, token: str, run_id: str, button: str, placeholder: str) -> str:
+    text = f'<input name="text" placeholder="{_esc(placeholder)}" required>' if placeholder else ""
     return (
         f'<form method="post" action="{action}"><input type="hidden" name="csrf" '
         f'value="{_esc(token)}"><input type="hidden" name="run_id" value="{_esc(run_id)}">'
-        '<input name="person" placeholder="your name" required>'
-        f'<input name="text" placeholder="{_esc(placeholder)}" required>'
+        f'<input name="person" placeholder="your name" required>{text}'
         f"<button>{_esc(button)}</button></form>"
+    )
+
+
+def _report_form(token: str) -> str:
+    return (
+        '<h2>Report a problem (发现异常)</h2><form id="report" method="post" '
+        f'action="/board/report"><input type="hidden" name="csrf" value="{_esc(token)}">'
+        '<input name="person" placeholder="your name" required>'
+        '<input name="text" placeholder="what you see" size="50" required>'
+        '<input name="target" placeholder="service or host (optional)">'
+        '<input name="severity" placeholder="severity (optional)" size="8">'
+        "<button>report</button></form>"
     )
 
 
@@ -216,7 +231,8 @@ def add_board(app: FastAPI, secret: bytes, auth_string: str | None, inventory: A
         inv = await asyncio.to_thread(inventory)
         return HTMLResponse(render_board(runs, inv, overdue, form_token, link, now))
 
-    async def posted(request: Request) -> tuple[UUID, str, str, Inventory]:
+    async def form_of(request: Request) -> tuple[dict[str, str], str, Inventory]:
+        """The posted form (checked), its person and the inventory."""
         check(request)
         body = await request.body()
         if len(body) > 16384:
@@ -225,14 +241,19 @@ def add_board(app: FastAPI, secret: bytes, auth_string: str | None, inventory: A
         form = {k: v[0] for k, v in fields.items() if v}  # an HTML form, url-encoded
         if not hmac.compare_digest(str(form.get("csrf", "")), form_token):
             raise HTTPException(403, "form token missing or wrong: reload the board")
+        person = str(form.get("person", "")).strip()
+        inv = await asyncio.to_thread(inventory)
+        if inv is None or person not in inv.people:
+            raise HTTPException(422, f"person {person[:64]!r} is not in the inventory")
+        return form, person, inv
+
+    async def posted(request: Request) -> tuple[UUID, str, str, Inventory]:
+        form, person, inv = await form_of(request)
         try:
             run_id = UUID(str(form.get("run_id", "")))
         except ValueError:
             raise HTTPException(422, "run_id: not a flow run id") from None
-        person, text = str(form.get("person", "")).strip(), str(form.get("text", "")).strip()
-        inv = await asyncio.to_thread(inventory)
-        if inv is None or person not in inv.people:
-            raise HTTPException(422, f"person {person[:64]!r} is not in the inventory")
+        text = str(form.get("text", "")).strip()
         if not text:
             raise HTTPException(422, "say what was done")
         return run_id, person, text[:4000], inv
@@ -267,3 +288,49 @@ def add_board(app: FastAPI, secret: bytes, auth_string: str | None, inventory: A
         body = f"By **{person}**: {text}"
         await asyncio.to_thread(record, run_id, CLOSED, "Command center summary", body, True)
         return RedirectResponse("/board", status_code=303)
+
+    @app.post("/board/ack", include_in_schema=False)
+    async def ack(request: Request) -> RedirectResponse:
+        from contingency.runtime.people import Refused, acknowledge
+        from inventory.settings import get_settings
+        from tasks.prefect_api import get_client
+
+        form, person, inv = await form_of(request)
+
+        def run() -> None:
+            with get_client(sync_client=True) as client:
+                acknowledge(
+                    client, form.get("run_id", ""), person, inv, get_settings().reports_path
+                )
+
+        try:
+            await asyncio.to_thread(run)
+        except Refused as exc:
+            raise HTTPException(422, str(exc)) from None
+        return RedirectResponse("/board", status_code=303)
+
+    @app.post("/board/report", include_in_schema=False)
+    async def report(request: Request) -> HTMLResponse:
+        from contingency.runtime.people import Refused, human_alert, open_incident
+        from inventory.settings import get_settings
+
+        form, person, inv = await form_of(request)
+        target = form.get("target", "").strip() or None
+        severity = form.get("severity", "").strip() or None
+        try:  # a target named on the form is shown; tech support triages the plan
+            alert = human_alert(inv, form.get("text", ""), person, None, None, severity)
+        except Refused as exc:
+            raise HTTPException(422, str(exc)) from None
+        if target is not None:
+            from inventory.routing import target_kind
+
+            if target_kind(target, inv) is None:
+                raise HTTPException(422, f"{target[:64]!r} is not a service or host we know")
+            alert["labels"]["target"] = target
+        deployment = get_settings().incident_deployment
+        run_id = await asyncio.to_thread(open_incident, deployment, alert, None, None)
+        return HTMLResponse(
+            f'<!doctype html><meta charset=utf-8><p id="opened">Incident {_esc(run_id)} '
+            'opened: tech support is paged. <a href="/board">Back to the board</a></p>',
+            status_code=201,
+        )

@@ -55,21 +55,24 @@ def test_take_over_and_close_an_escalated_incident(lab_stack: Stack, board: Page
     assert row.locator(".sev").inner_text() == "IV"
     assert "Escalated" in row.locator(".state").inner_text()
     assert "operations:" in board.locator("body").inner_text()  # who is on duty
-    row.locator("input[name=person]").fill("wang.fang")
-    row.locator("input[name=text]").fill("restarting the probe by hand")
+    takeover = row.locator('form[action="/board/takeover"]')
+    takeover.locator("input[name=person]").fill("wang.fang")
+    takeover.locator("input[name=text]").fill("restarting the probe by hand")
     row.get_by_role("button", name="take over (接管)").click()
     board.wait_for_url(f"{lab_stack.intake_url}/board")
     row = board.locator(f'tr[data-run="{run_id}"]')
     assert row.locator(".owner").inner_text() == "wang.fang"
     # the summary is the command center's: wang.fang (operations) is refused
-    row.locator("input[name=person]").fill("wang.fang")
-    row.locator("input[name=text]").fill("done")
+    closing = row.locator('form[action="/board/close"]')
+    closing.locator("input[name=person]").fill("wang.fang")
+    closing.locator("input[name=text]").fill("done")
     row.get_by_role("button", name="close with summary (总结)").click()
     assert "the closing summary is the command center" in board.locator("body").inner_text()
     board.goto(f"{lab_stack.intake_url}/board")
     row = board.locator(f'tr[data-run="{run_id}"]')
-    row.locator("input[name=person]").fill("zhang.wei")
-    row.locator("input[name=text]").fill("probe fixed; root cause in the review")
+    closing = row.locator('form[action="/board/close"]')
+    closing.locator("input[name=person]").fill("zhang.wei")
+    closing.locator("input[name=text]").fill("probe fixed; root cause in the review")
     row.get_by_role("button", name="close with summary (总结)").click()
     board.wait_for_url(f"{lab_stack.intake_url}/board")
     assert board.locator(f'tr[data-run="{run_id}"]').count() == 0
@@ -92,3 +95,36 @@ def test_the_board_refuses_anonymous_and_cross_site_requests(lab_stack: Stack) -
         timeout=30,
     )
     assert forged.status_code == 403
+
+
+def test_report_a_problem_from_the_board_then_acknowledge_it(lab_stack: Stack, board: Page) -> None:
+    """The "report a problem" form opens an incident for tech support (the same flow as
+    `contingency incident open`); the board's acknowledge button takes it."""
+    from contingency.lab.inbox import read
+    from tests.fixtures_stack import wait_for
+
+    what = f"users cannot log in {uuid.uuid4().hex[:6]}"
+    board.goto(f"{lab_stack.intake_url}/board")
+    form = board.locator("form#report")
+    form.locator("input[name=person]").fill("chen.jie")
+    form.locator("input[name=text]").fill(what)
+    form.locator("input[name=target]").fill("web")
+    form.get_by_role("button", name="report").click()
+    opened = board.locator("#opened").inner_text()
+    run_id = opened.split()[1]
+    run = wait_for_run(run_id, timeout_s=120)
+    assert run.state is not None and run.state.name == "Escalated"  # for tech support
+    assert "source:human" in run.tags
+    inbox = lab_stack.state_dir / "lab" / "inbox.jsonl"
+    pages = wait_for(
+        lambda: [m for m in read(inbox, "/support") if what in str(m.get("message"))], 30, "page"
+    )
+    assert pages
+    board.goto(f"{lab_stack.intake_url}/board")
+    row = board.locator(f'tr[data-run="{run_id}"]')
+    row.locator('form[action="/board/ack"] input[name=person]').fill("wang.fang")
+    row.get_by_role("button", name="acknowledge (接警)").click()
+    board.wait_for_url(f"{lab_stack.intake_url}/board")
+    assert board.locator(f'tr[data-run="{run_id}"] .ack').inner_text() == "wang.fang"
+    report = (lab_stack.state_dir / "reports" / f"incident-{run_id}.md").read_text()
+    assert f"chen.jie: {what}" in report and "## Acknowledged" in report

@@ -1,0 +1,110 @@
+"""What people do to incidents, shared by the CLI and the board: acknowledge one (接警)
+and report one by hand (发现异常). Sync: call from a thread in async code."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from inventory.models import Inventory, PlanName
+from inventory.routing import target_kind
+from inventory.severity import levels_of
+from tasks.escalation import ACKED_AT, ACKED_BY, AWAIT_ACK, acknowledged
+
+
+class Refused(ValueError):
+    """The request is wrong (the message says what); nothing was changed."""
+
+
+def acknowledge(client: Any, run_id: str, person: str, inv: Inventory, reports: Path) -> str:
+    """Mark incident ``run_id`` acknowledged by ``person``; the answer to show. A second
+    acknowledgement says who was first and changes nothing."""
+    from prefect.exceptions import ObjectNotFound
+
+    from contingency.runtime.escalation import append_section
+
+    try:
+        uid = uuid.UUID(run_id)
+    except ValueError:
+        raise Refused(f"{run_id[:64]!r} is not a flow run id (a UUID)") from None
+    if person not in inv.people:
+        raise Refused(f"{person[:64]!r} is not a person in the inventory")
+    try:
+        run = client.read_flow_run(uid)
+    except ObjectNotFound:
+        raise Refused(f"unknown run {run_id}: Prefect has no such flow run") from None
+    if "incident" not in run.tags:
+        raise Refused(f"run {run_id} is not an incident")
+    if (done := acknowledged(list(run.tags))) is not None:
+        who, when = done
+        return f"already acknowledged by {who} at {when:%Y-%m-%d %H:%M:%S} UTC"
+    now = datetime.now(UTC)
+    mark = {f"{ACKED_BY}{person}", f"{ACKED_AT}{now.timestamp():.0f}"}
+    client.update_flow_run(uid, tags=sorted((set(run.tags) - {AWAIT_ACK}) | mark))
+    if run.state is not None and run.state.is_final():  # its report is written: add to it
+        append_section(
+            client, client.read_flow_run(uid), "Acknowledged", f"By **{person}**.", reports
+        )
+    return f"incident {run_id} acknowledged by {person}"
+
+
+def human_alert(
+    inv: Inventory,
+    summary: str,
+    person: str,
+    plan: str | None = None,
+    target: str | None = None,
+    severity: str | None = None,
+) -> dict[str, Any]:
+    """The alert of a problem reported by ``person``; Refused lists every problem."""
+    problems = []
+    if person not in inv.people:
+        problems.append(f"{person[:64]!r} is not a person in the inventory")
+    if not summary.strip():
+        problems.append("say what you see (summary)")
+    if (plan is None) != (target is None):
+        problems.append("--plan and --target go together")
+    if plan is not None and plan.partition(":")[0] not in {p.value for p in PlanName}:
+        names = ", ".join(p.value for p in PlanName)
+        problems.append(f"plan {plan[:40]!r} is not a plan ({names})")
+    if target is not None and target_kind(target, inv) is None:
+        problems.append(f"target {target[:64]!r} is not in the inventory")
+    levels = [lv.name for lv in levels_of(inv)]
+    if severity is not None and severity not in levels:
+        problems.append(f"severity {severity[:16]!r} is not a level ({', '.join(levels)})")
+    if problems:
+        raise Refused("; ".join(problems))
+    labels = {"alertname": "HumanReport", "reported_by": person}
+    if target is not None:
+        labels["target"] = target
+    if severity is not None:
+        labels["severity"] = severity
+    return {
+        "fingerprint": f"human-{uuid.uuid4().hex}",
+        "source": "human",
+        "labels": labels,
+        "annotations": {"summary": summary.strip()[:2000]},
+    }
+
+
+def open_incident(
+    deployment: str, alert: dict[str, Any], plan: str | None, target: str | None
+) -> str:
+    """Start the incident flow for a reported problem (the caller's Prefect API); its id."""
+    from typing import cast
+
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+
+    run = cast(
+        "FlowRun",
+        run_deployment(
+            deployment,
+            timeout=0,
+            parameters={"alert": alert, "plan": plan, "target": target},
+            tags=["incident", "source:human", f"fingerprint:{alert['fingerprint']}"],
+        ),
+    )
+    return str(run.id)
