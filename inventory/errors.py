@@ -193,3 +193,8 @@ class ApiUnreachable(ApiError):
 
 class ApiRefused(ApiError):
     """The Prefect API refused our credentials (401/403)."""
+
+
+class Refused(ContingencyError, ValueError):
+    """A person's request about an incident is wrong (acknowledge, report a problem): the
+    message says what; nothing was changed (``contingency/runtime/people.py``)."""

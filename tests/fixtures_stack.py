@@ -22,7 +22,7 @@ from contingency.runtime.processes import free_port
 from inventory.settings import Settings, get_settings
 
 CLI = [sys.executable, "-m", "contingency"]
-ACK_WAIT = "10"
+ACK_WAIT = "25"
 
 
 @dataclass

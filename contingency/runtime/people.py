@@ -8,14 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from inventory.errors import Refused
 from inventory.models import Inventory, PlanName
 from inventory.routing import target_kind
 from inventory.severity import levels_of
 from tasks.escalation import ACKED_AT, ACKED_BY, AWAIT_ACK, acknowledged
-
-
-class Refused(ValueError):
-    """The request is wrong (the message says what); nothing was changed."""
 
 
 def acknowledge(client: Any, run_id: str, person: str, inv: Inventory, reports: Path) -> str:
