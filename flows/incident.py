@@ -196,7 +196,7 @@ def _report(
         sections["Approval"] = _gate_section(gates)
     if pager is not None:
         sections["Notifications"] = pager.as_markdown()
-    if (ladder := _ladder(level)) is not None:
+    if (ladder := _ladder(level, pager.inv if pager else None)) is not None:
         sections["Acknowledgement and escalation"] = ladder
     lang = get_settings().language
     markdown = render_report(
@@ -250,10 +250,10 @@ def _report(
     return Failed(name=name, message=f"{outcome.outcome}: {message}", data=result)
 
 
-def _ladder(level: SeverityLevel | None) -> str | None:
+def _ladder(level: SeverityLevel | None, inv: Inventory | None) -> str | None:
     """The acknowledgement section from the run's tags as they are now (an ack or an
-    escalation step may have come while the incident ran)."""
-    if level is None or not flow_run.id:
+    escalation step may have come while the incident ran); ``inv``: the incident's."""
+    if level is None or inv is None or not flow_run.id:
         return None
     from tasks.escalation import ladder_markdown
     from tasks.prefect_api import get_client
@@ -261,7 +261,7 @@ def _ladder(level: SeverityLevel | None) -> str | None:
     try:
         with get_client(sync_client=True) as client:
             run = retry_api(lambda: client.read_flow_run(flow_run.id), "read the run's tags")
-        return ladder_markdown(run, load_inventory(get_settings().inventory_path()))
+        return ladder_markdown(run, inv)
     except Exception as exc:  # noqa: BLE001 - the report matters more than this section
         get_run_logger().warning("acknowledgement section not read: %s", type(exc).__name__)
         return None

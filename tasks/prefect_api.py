@@ -110,3 +110,13 @@ def maintain_lease(
         lease_id, lease_duration, raise_on_lease_renewal_failure=raise_on_lease_renewal_failure
     ):
         yield
+
+
+def run_link(run_id: object) -> str:
+    """The flow run's page in the Prefect UI ("" if no UI URL is configured)."""
+    from prefect.utilities.urls import url_for
+
+    try:
+        return url_for("flow-run", obj_id=str(run_id)) or ""
+    except Exception:  # noqa: BLE001 - a link is a nicety
+        return ""

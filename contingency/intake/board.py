@@ -215,21 +215,15 @@ def add_board(app: FastAPI, secret: bytes, auth_string: str | None, inventory: A
             overdue = [a for a in read_all(client) if a.overdue(now.date())]
         return runs, overdue
 
-    def link(run_id: object) -> str:
-        from prefect.utilities.urls import url_for
-
-        try:
-            return url_for("flow-run", obj_id=str(run_id)) or ""
-        except Exception:  # noqa: BLE001 - a link is a nicety
-            return ""
-
     @app.get("/board", response_class=HTMLResponse, include_in_schema=False)
     async def board(request: Request) -> HTMLResponse:
         check(request)
         now = datetime.now(UTC)
         runs, overdue = await asyncio.to_thread(load, now)
         inv = await asyncio.to_thread(inventory)
-        return HTMLResponse(render_board(runs, inv, overdue, form_token, link, now))
+        from tasks.prefect_api import run_link
+
+        return HTMLResponse(render_board(runs, inv, overdue, form_token, run_link, now))
 
     async def form_of(request: Request) -> tuple[dict[str, str], str, Inventory]:
         """The posted form (checked), its person and the inventory."""

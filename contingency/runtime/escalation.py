@@ -36,6 +36,7 @@ from tasks.escalation import (
     step_people,
     tag_value,
 )
+from tasks.prefect_api import run_link
 
 log = logging.getLogger("contingency.runtime.escalation")
 
@@ -104,7 +105,7 @@ def _page(run: Any, inv: Inventory, level: SeverityLevel, step: int, now: dateti
             "waited": _waited((now - (run.start_time or now)).total_seconds()),
             "step": STEPS[step - 1],
             "run_id": str(run.id),
-            "link": _ui_link(run.id),
+            "link": run_link(run.id),
         },
         drill=labels.get("drill") == "true",
     )
@@ -119,15 +120,6 @@ def _page(run: Any, inv: Inventory, level: SeverityLevel, step: int, now: dateti
 
 def _waited(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-
-
-def _ui_link(run_id: object) -> str:
-    from prefect.utilities.urls import url_for
-
-    try:
-        return url_for("flow-run", obj_id=str(run_id)) or ""
-    except Exception:  # noqa: BLE001 - a link is a nicety
-        return ""
 
 
 def append_section(

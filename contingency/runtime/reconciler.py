@@ -64,7 +64,12 @@ from inventory.settings import get_settings
 from remediations.rails import ACTED, LEASE_TAG, LOCK_PREFIX
 from tasks.facts.liveness import DEAD_AFTER_S, dead_runs, is_alive
 from tasks.gate.watch import RESOLVED_TAG
-from tasks.prefect_api import acquire_slots_with_lease, get_client, release_slots_with_lease
+from tasks.prefect_api import (
+    acquire_slots_with_lease,
+    get_client,
+    release_slots_with_lease,
+    run_link,
+)
 
 log = logging.getLogger("contingency.runtime.reconciler")
 MUTEX = "contingency-reconciler"
@@ -256,7 +261,7 @@ class Reconciler:
                 drill=labels.get("drill") == "true",
                 dry_run=bool((run.parameters or {}).get("dry_run")),
             )
-            pager.event("incident_interrupted", {"link": _ui_link(run.id)})
+            pager.event("incident_interrupted", {"link": run_link(run.id)})
             return pager.as_markdown()
         except Exception as exc:  # noqa: BLE001 - the report still says it
             log.error("paging for %s failed: %s", run.id, exc)
@@ -397,15 +402,6 @@ def _has_report(client: Any, run_id: UUID) -> bool:
         limit=1,
     )
     return bool(found)
-
-
-def _ui_link(run_id: object) -> str:
-    from prefect.utilities.urls import url_for
-
-    try:
-        return url_for("flow-run", obj_id=str(run_id)) or ""
-    except Exception:  # noqa: BLE001 - a link is a nicety
-        return ""
 
 
 def reconcile_once(dead_after_s: float = DEAD_AFTER_S) -> list[str]:

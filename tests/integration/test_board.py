@@ -9,26 +9,16 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from contingency.cli.alerts import alertmanager_payload
 from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack
-from tests.integration.test_ui import CHROMIUM, FLAGS
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+from tests.integration.test_ui import browser  # noqa: F401 - the same Chromium fixture
 
 
 @pytest.fixture
-def board(browser: Browser, lab_stack: Stack) -> Iterator[Page]:
+def board(browser: Browser, lab_stack: Stack) -> Iterator[Page]:  # noqa: F811
     """The board, logged in with the Prefect API's auth string (HTTP Basic)."""
     user, _, password = lab_stack.auth.partition(":")
     context = browser.new_context(http_credentials={"username": user, "password": password})
