@@ -219,15 +219,8 @@ class GameDayResult(BaseModel):
 
 def _intake() -> tuple[str, str]:
     """The intake URL and bearer token of the stack this worker belongs to."""
-    import json
-
     settings = get_settings()
-    stack = settings.state_dir / "stack.json"
-    url = (
-        json.loads(stack.read_text())["intake_url"]
-        if stack.exists()
-        else f"http://127.0.0.1:{settings.intake_port}"
-    )
+    url = settings.public_intake_url() or f"http://127.0.0.1:{settings.intake_port}"
     if settings.webhook_token is not None:
         return url, settings.webhook_token.get_secret_value()
     from inventory.secrets import resolve_secret

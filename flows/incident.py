@@ -30,6 +30,13 @@ from remediations.plan import Plan
 from tasks.escalation import AWAIT_ACK
 from tasks.facts.liveness import Beat
 from tasks.gate.approval import GateResult, request_approval
+from tasks.gate.triage import (
+    AWAIT_TRIAGE,
+    TRIAGED,
+    Triage,
+    request_triage,
+    triage_description,
+)
 from tasks.gate.wait import GateInterrupted
 from tasks.notify import Pager
 from tasks.prefect_api import retry_api
@@ -159,6 +166,7 @@ def _report(
     handling_start: datetime,
     related: list[RelatedAlert] | None = None,
     level: SeverityLevel | None = None,
+    early: dict[str, str] | None = None,
 ) -> State:
     timeline.add("outcome", f"{outcome.outcome}: {outcome.message}")
     run_id = str(flow_run.id or "local")
@@ -187,7 +195,7 @@ def _report(
         "flow run": run_id,
         **times.as_rows(),
     }
-    sections = dict(ctx.sections) if ctx else {}
+    sections = dict(ctx.sections) if ctx else dict(early or {})
     if ctx and ctx.plan:
         sections["Plan"] = ctx.plan.as_markdown()
     if related:
@@ -265,6 +273,54 @@ def _ladder(level: SeverityLevel | None, inv: Inventory | None) -> str | None:
     except Exception as exc:  # noqa: BLE001 - the report matters more than this section
         get_run_logger().warning("acknowledgement section not read: %s", type(exc).__name__)
         return None
+
+
+def _triage(
+    alert: Alert,
+    inv: Inventory,
+    pager: Pager,
+    timeline: Timeline,
+    level: SeverityLevel,
+    dry_run: bool,
+) -> tuple[Triage, RouteDecision, SeverityLevel]:
+    """Tech support's first judgement of a reported problem: the plan, the target and
+    the level it gets (tasks/gate/triage.py). No plan: a person handles it by hand."""
+    lang = get_settings().language
+    reporter = alert.labels.get("reported_by", "?")
+    summary = alert.annotations.get("summary", "")
+    rails.tag_run(f"severity:{level.name}", AWAIT_TRIAGE, *([] if dry_run else [AWAIT_ACK]))
+    pager.event("triage_needed")
+    try:
+        triage = request_triage(
+            triage_description(summary, reporter, alert.labels.get("target", ""), inv, lang),
+            inv,
+            send=lambda event: pager.event(event),
+        )
+    finally:
+        retry_api(lambda: rails.tag_run(drop=(AWAIT_TRIAGE,)), "untag the triage")
+    if triage.status == "triaged":
+        decision = forced_route(triage.plan, triage.target, inv)
+        decision = decision.model_copy(
+            update={"reason": f"triaged by {triage.person}: {decision.reason}"}
+        )
+    elif triage.status == "by_hand":
+        decision = RouteDecision(
+            routed=False,
+            reason=f"triaged by {triage.person}: no plan fits; a person handles it by hand",
+        )
+    else:
+        decision = RouteDecision(
+            routed=False,
+            reason=f"nobody triaged it ({triage.status}); a person must take it over",
+        )
+    timeline.add("triaged" if triage.person else "triage " + triage.status, decision.reason)
+    asked = triage.severity or alert.labels.get("severity")
+    plan_name = decision.plan.value if decision.plan else None
+    new = classify(alert.labels, plan_name, decision.target_kind, decision.target, inv, asked)
+    if new.name != level.name:
+        timeline.add("severity", _severity_row(new))
+    rails.tag_run(TRIAGED, f"severity:{new.name}", drop=("severity:",))
+    return triage, decision, new
 
 
 def _severity_row(level: SeverityLevel | None) -> str:
@@ -367,6 +423,7 @@ def incident(
     ctx: IncidentContext | None = None
     pager: Pager | None = None
     level: SeverityLevel | None = None
+    ctx_sections: dict[str, str] = {}
     started = time.monotonic()
 
     def approve(plan: Plan) -> GateResult:
@@ -392,15 +449,16 @@ def incident(
     try:
         inv = load_inventory(get_settings().inventory_path())
         decision = route(alert, inv) if plan is None else forced_route(plan, target, inv)
-        if alert.source == "human" and plan is None:  # `contingency incident open`
+        to_triage = alert.source == "human" and plan is None  # a person reported it
+        if to_triage:
             decision = RouteDecision(
                 routed=False,
                 reason=(
                     f"reported by {alert.labels.get('reported_by', 'a person')}; tech support "
-                    "to triage it (plan, target, severity) and take it over"
+                    "triages it (plan, target, severity)"
                 ),
             )
-        timeline.add("routed" if decision.routed else "unroutable", decision.reason)
+        timeline.add("routed" if decision.routed else "reported", decision.reason)
         plan_name = decision.plan.value if decision.plan else None
         asked = alert.labels.get("severity") if alert.source == "human" else None
         level = classify(
@@ -426,6 +484,13 @@ def incident(
         if alert.labels.get("drill") == "true":
             rails.tag_run("drill")  # a game day: the report and stats can tell
         pager.event("incident_opened", roles=tuple(RoleName(r) for r in level.page) or None)
+        if to_triage:
+            triage, decision, level = _triage(alert, inv, pager, timeline, level, dry_run)
+            lang_level = level.label(lang)
+            pager.fields.update(
+                severity=lang_level, target=decision.target or "?", plan=decision.plan or "none"
+            )
+            ctx_sections["Triage"] = triage.as_markdown()
         if not decision.routed or decision.plan is None:
             rails.tag_run(f"severity:{level.name}", AWAIT_ACK)
             logger.error("ESCALATE: unroutable alert: %s", decision.reason)
@@ -437,6 +502,7 @@ def incident(
         else:
             logger.info("routed: %s", decision.reason)
             ctx = IncidentContext(
+                sections=ctx_sections,
                 alert=alert,
                 inv=inv,
                 decision=decision,
@@ -480,8 +546,9 @@ def incident(
         )
     try:
         return _report(
-            alert, decision, timeline, ctx, gates, outcome, pager, handling_start, related, level
-        )
+            alert, decision, timeline, ctx, gates, outcome, pager, handling_start, related, level,
+            ctx_sections,
+        )  # fmt: skip
     finally:
         if beat is not None:
             beat.__exit__()

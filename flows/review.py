@@ -23,6 +23,19 @@ def _summary(report: str) -> str:
     return head.replace("# ", "### ", 1) if head.startswith("# ") else head
 
 
+def _intro(run_id: str, lang: str) -> str:
+    if lang == "zh":
+        return (
+            f"## 事件 `{run_id}` 复盘（总结）\n\n请填写根本原因、处置得当与不足之处，以及整改措施"
+            "（负责人须为清单中的人员，截止日期格式 YYYY-MM-DD）。复盘内容将附在事件报告之后。\n\n"
+        )
+    return (
+        f"## Review of incident `{run_id}`\n\n"
+        "Root cause, what went well and badly, follow-up actions (owner = a person in "
+        "the inventory, due date YYYY-MM-DD). Appended to the incident report.\n\n"
+    )
+
+
 @flow(name="incident-review", flow_run_name="review-{incident_run_id}")
 def incident_review(incident_run_id: str, poll_s: float = 1.0) -> State:
     """Pause for the review of incident ``incident_run_id`` and append it to its report."""
@@ -36,14 +49,12 @@ def incident_review(incident_run_id: str, poll_s: float = 1.0) -> State:
     note = ""
     for n in range(100):
         form = ReviewInput.with_initial_data(
-            description=f"{note}## Review of incident `{incident_run_id}`\n\n"
-            "Root cause, what went well and badly, follow-up actions (owner = a person in "
-            "the inventory, due date YYYY-MM-DD). Appended to the incident report.\n\n"
-            + _summary(report),
+            description=note + _intro(incident_run_id, settings.language) + _summary(report)
         )
         review = wait_for_input(form, f"review-{n}", WAIT_S, poll_s)
         if bad := problems(review, inv):
-            note = "> **Refused**: " + "; ".join(bad) + "\n\n"
+            refused = "> **未通过**：" if settings.language == "zh" else "> **Refused**: "
+            note = refused + "; ".join(bad) + "\n\n"
             logger.warning("review refused: %s", "; ".join(bad))
             continue
         try:

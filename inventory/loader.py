@@ -38,6 +38,7 @@ from inventory.models import (
 )
 from inventory.network import HostFailover, Link
 from inventory.runbooks import Runbook
+from inventory.security import SecurityPolicy
 from inventory.severity import PLANS, ROLES, SeverityLevel
 
 YPath = tuple[str | int, ...]
@@ -55,6 +56,7 @@ NAMED_SECTIONS: dict[str, type[BaseModel]] = {
     "correlation": CorrelationRule,
     "severity": SeverityLevel,
     "rosters": Roster,
+    "security": SecurityPolicy,
 }
 SECTIONS = (*NAMED_SECTIONS, "routing")
 

@@ -19,6 +19,7 @@ from inventory.duty import Roster
 from inventory.errors import UnknownName
 from inventory.network import HostFailover, Link
 from inventory.runbooks import Runbook
+from inventory.security import SecurityPolicy
 from inventory.severity import SeverityLevel
 
 NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -181,6 +182,7 @@ class PlanName(StrEnum):
     hardware_failure = "hardware_failure"
     data_loss = "data_loss"
     network_outage = "network_outage"
+    security_incident = "security_incident"
     runbook = "runbook"
 
 
@@ -265,6 +267,8 @@ class Inventory(_Model):
     """Severity levels (``inventory/severity.py``); empty: the four default levels."""
     rosters: dict[str, Roster] = Field(default_factory=dict)
     """Duty rosters by role (``inventory/duty.py``)."""
+    security: dict[str, SecurityPolicy] = Field(default_factory=dict)
+    """The security-incident plan, by host or ``default`` (``inventory/security.py``)."""
 
     def host(self, name: str) -> Host:
         try:
@@ -280,6 +284,9 @@ class Inventory(_Model):
 
     def rails_policy(self, plan: str) -> RailsPolicy:
         return self.rails.get(plan) or self.rails.get("default") or RailsPolicy()
+
+    def security_policy(self, host: str) -> SecurityPolicy:
+        return self.security.get(host) or self.security.get("default") or SecurityPolicy()
 
     def gate_policy(self, plan: str) -> GatePolicy:
         return self.gate_policies.get(plan) or self.gate_policies.get("default") or GatePolicy()

@@ -56,6 +56,8 @@ class Outcome(StrEnum):
     backup_down = "backup_down"
     standby_down = "standby_down"
     failback_waiting = "failback_waiting"
+    held = "held"
+    """A security incident holds the host: automatic restarts and fencing wait."""
     # acted (or may have) and did not recover: a human must take over
     not_recovered = "not_recovered"
     outcome_unknown = "outcome_unknown"
@@ -64,6 +66,8 @@ class Outcome(StrEnum):
     failover_failed = "failover_failed"
     runbook_failed = "runbook_failed"
     runbook_partial = "runbook_partial"
+    contained = "contained"
+    """A security incident: evidence kept, the host isolated; people investigate."""
     failed = "failed"
     crashed = "crashed"
 
@@ -130,6 +134,7 @@ _RAN_FAILED = frozenset(
         Outcome.failover_failed,
         Outcome.runbook_failed,
         Outcome.runbook_partial,
+        Outcome.contained,
         Outcome.failed,
         Outcome.crashed,
     }

@@ -71,7 +71,10 @@ class Settings(BaseSettings):
     """``user:password`` for that API; default ``PREFECT_API_AUTH_STRING``, else the
     recorded stack's."""
     intake_url: str | None = None
-    """Where ``contingency alert send`` posts; default the recorded stack's intake."""
+    """The intake as people and senders reach it (e.g. ``https://contingency.example.org``):
+    where ``contingency alert send`` posts, and the base of the acknowledgement link in
+    every page (``<intake_url>/ack/<run>``, behind the board's login); default the
+    recorded stack's intake."""
     api_host: str = "127.0.0.1"
     """Address the Prefect server of ``contingency up`` listens on (``0.0.0.0``: all)."""
     api_port: int = 4200
@@ -154,6 +157,19 @@ class Settings(BaseSettings):
     @property
     def secrets_dir(self) -> Path:
         return self.state_dir / "secrets"
+
+    def public_intake_url(self) -> str:
+        """``intake_url``, else the intake of the stack recorded in the state dir, else
+        "" (no link can be made)."""
+        if self.intake_url:
+            return self.intake_url.rstrip("/")
+        import json
+
+        try:
+            stack = json.loads((self.state_dir / "stack.json").read_text(encoding="utf-8"))
+            return str(stack.get("intake_url") or "").rstrip("/")
+        except (OSError, ValueError, AttributeError):
+            return ""
 
     @property
     def reports_path(self) -> Path:

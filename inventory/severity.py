@@ -35,7 +35,14 @@ if TYPE_CHECKING:
     from inventory.models import Inventory
 
 LEVEL_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,15}$"
-PLANS = ("software_crash", "data_loss", "network_outage", "hardware_failure", "runbook")
+PLANS = (
+    "software_crash",
+    "data_loss",
+    "network_outage",
+    "hardware_failure",
+    "security_incident",
+    "runbook",
+)
 ROLES = (
     "command_center",
     "tech_support",
@@ -104,7 +111,9 @@ DEFAULT_LEVELS: tuple[SeverityLevel, ...] = (
     SeverityLevel(
         name="III", rank=3, name_zh="较大", name_en="Major",
         when=[
-            Criterion(plans=["data_loss", "network_outage", "hardware_failure"]),
+            Criterion(
+                plans=["data_loss", "network_outage", "hardware_failure", "security_incident"]
+            ),
             Criterion(labels={"severity": "critical"}),
             Criterion(labels={"severity": "III"}),
         ],

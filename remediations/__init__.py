@@ -23,6 +23,7 @@ MODULES: dict[PlanName, str] = {
     PlanName.network_outage: "remediations.network_outage",
     PlanName.hardware_failure: "remediations.hardware_failure",
     PlanName.data_loss: "remediations.data_loss",
+    PlanName.security_incident: "remediations.security_incident",
     PlanName.runbook: "remediations.runbook",
 }
 

@@ -74,6 +74,8 @@ def _runner(ctx: IncidentContext, index: int, a: Action) -> Callable[[], StepRes
         return lambda: runners.wait(index, a, inv)
     if a.kind == "probe":
         return lambda: runners.probe(index, a, inv)
+    if a.kind == "evidence":
+        return lambda: runners.evidence(index, a, inv, ctx.facts)
     if a.kind == "notify":
         fields: dict[str, object] = {
             "target": ctx.decision.target or "",

@@ -208,6 +208,28 @@ class NotifyAction(Step):
         return f"notify {self.role}: {self.message}"
 
 
+class EvidenceAction(Step):
+    """Keep evidence from a host before any change: each read-only command's output
+    (and the listed files' SHA-256), uploaded to object storage with its SHA-256
+    (``tasks/security/evidence.py``)."""
+
+    kind: Literal["evidence"] = "evidence"
+    changes: bool = False
+    host: str
+    items: list[tuple[str, str]]
+    """``(name, command)``: read-only commands whose output is kept."""
+    bucket: str
+
+    @property
+    def where(self) -> str:
+        return self.host
+
+    @property
+    def shown(self) -> str:
+        names = ", ".join(name for name, _ in self.items)
+        return f"keep evidence ({names}) in s3://{self.bucket}, each with its SHA-256"
+
+
 class ApprovalAction(Step):
     """A sign-off in the middle of a plan (a runbook's approval step)."""
 
@@ -228,10 +250,13 @@ Action = Annotated[
     | WaitAction
     | ProbeAction
     | NotifyAction
+    | EvidenceAction
     | ApprovalAction,
     Field(discriminator="kind"),
 ]
-KINDS = ("ssh", "transfer", "http", "dns", "route", "wait", "probe", "notify", "approval")
+KINDS = (
+    "ssh", "transfer", "http", "dns", "route", "wait", "probe", "notify", "evidence", "approval",
+)  # fmt: skip
 
 
 class Plan(BaseModel):

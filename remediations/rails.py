@@ -32,7 +32,7 @@ from prefect.context import FlowRunContext
 from inventory.errors import (
     LockUnavailable,
 )
-from inventory.models import Inventory
+from inventory.models import Inventory, PlanName
 from inventory.outcomes import Outcome
 from remediations.context import Verdict
 from remediations.plan import Plan
@@ -48,6 +48,25 @@ def frozen() -> dict[str, Any] | None:
 
     value = Variable.get(FREEZE_VARIABLE, default=None)
     return value if isinstance(value, dict) and value.get("frozen") else None
+
+
+def _held(plan: Plan, inv: Inventory) -> Any:
+    """The security hold on a host the plan touches or targets (None: no hold)."""
+    from tasks.security.holds import read
+
+    hosts = set(plan.hosts)
+    if plan.target in inv.hosts:
+        hosts.add(plan.target)
+    elif plan.target in inv.services:
+        hosts.add(inv.services[plan.target].host)
+    hosts &= set(inv.hosts)
+    if not hosts:
+        return None
+    with get_client(sync_client=True) as client:
+        for host in sorted(hosts):
+            if (found := read(client, host)) is not None:
+                return found
+    return None
 
 
 def freeze(by: str, reason: str) -> None:
@@ -111,6 +130,16 @@ def check(plan: Plan, inv: Inventory) -> Verdict | None:
                 "the plan was made and notified, nothing was run"
             ),
         )
+    if plan.plan != PlanName.security_incident and (held := _held(plan, inv)) is not None:
+        return Verdict(
+            outcome=Outcome.held,
+            message=(
+                f"{held.host} is held by security incident {held.run_id} (since "
+                f"{held.since:%Y-%m-%d %H:%M} UTC): automatic restarts, fencing and other "
+                "changes wait so evidence is not destroyed; nothing was run. A person "
+                f"releases it: contingency security release {held.host} --as NAME"
+            ),
+        )
     policy = inv.rails_policy(plan.plan.value)
     if why := blast_radius(plan, inv, policy.max_hosts_per_run, policy.max_group_percent):
         return Verdict(outcome=Outcome.blast_radius, message=why)
@@ -158,14 +187,16 @@ def tag_value(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:80]
 
 
-def tag_run(*tags: str) -> None:
-    """Add tags to the current flow run (its history for the rails)."""
+def tag_run(*tags: str, drop: tuple[str, ...] = ()) -> None:
+    """Add tags to the current flow run (its history for the rails); first remove those
+    starting with one of ``drop`` (a tag that changes, e.g. ``severity:``)."""
     ctx = FlowRunContext.get()
     if ctx is None or ctx.flow_run is None:
         return
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(ctx.flow_run.id)
-        client.update_flow_run(ctx.flow_run.id, tags=sorted({*run.tags, *tags}))
+        kept = {t for t in run.tags if not (drop and t.startswith(drop))}
+        client.update_flow_run(ctx.flow_run.id, tags=sorted({*kept, *tags}))
 
 
 LOCK_PREFIX = "contingency-target-"

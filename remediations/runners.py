@@ -22,6 +22,7 @@ from inventory.secrets import redact
 from remediations.plan import (
     Action,
     DnsAction,
+    EvidenceAction,
     HttpAction,
     NotifyAction,
     ProbeAction,
@@ -277,3 +278,27 @@ def notify(
 
     sent = send(a.event, inv, fields, roles=(role,))
     return _result(index, a, True, f"notified {a.role} ({sum(d.ok for d in sent)}/{len(sent)})", t0)
+
+
+def evidence(index: int, a: EvidenceAction, inv: Inventory, facts: dict[str, object]) -> StepResult:
+    """Keep the evidence (``tasks/security/evidence.py``); the manifest goes to
+    ``facts["evidence"]`` for the report. A failure stops the plan before any change."""
+    from tasks.security.evidence import collect
+    from tasks.ssh.run import current_run_id
+
+    t0 = time.monotonic()
+    location = inv.security_policy(a.host).evidence_location
+    if location is None:
+        return _result(index, a, False, "no evidence_location in the security section", t0)
+    try:
+        manifest = collect(inv.host(a.host), a.items, location, current_run_id() or "local")
+    except HostKeyError:
+        raise
+    except ContingencyError as exc:
+        return _result(index, a, False, f"{type(exc).__name__}: {redact(str(exc))[:200]}", t0)
+    facts["evidence"] = manifest
+    detail = (
+        f"{len(manifest.items)} items kept; manifest s3://{manifest.bucket}/"
+        f"{manifest.manifest_key} (SHA-256 {manifest.manifest_sha256[:16]}…)"
+    )
+    return _result(index, a, True, detail, t0)

@@ -16,6 +16,7 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v redis-server >/dev/null || need+=(redis-server)  # the HA test's messaging
 command -v systemd-analyze >/dev/null || need+=(systemd)  # verifies packaging/systemd units
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v nft >/dev/null || need+=(nftables)  # the security plan isolates a host (nftables)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -14,6 +14,9 @@ from inventory.models import Inventory, RoleName
 from inventory.severity import SeverityLevel, levels_of
 
 AWAIT_ACK = "await-ack"
+AWAIT_TRIAGE = "await-triage"
+"""A reported problem paused at tech support's triage form (tasks/gate/triage.py); not a
+sign-off: ``contingency gates`` skips it."""
 ACKED_BY = "acked-by:"
 ACKED_AT = "acked-at:"
 STEP = "escalated:"

@@ -50,6 +50,10 @@ ROUTES: dict[str, tuple[RoleName, ...]] = {
     "component_restarted": (R.command_center, R.operations),
     # nobody acknowledged an incident (contingency/runtime/escalation.py); sent to people
     "ack_escalation": (R.command_center,),
+    # a problem reported by hand waits for tech support's triage (tasks/gate/triage.py)
+    "triage_needed": (R.tech_support,),
+    "triage_reminder": (R.tech_support,),
+    "triage_backup": (R.command_center,),
     # a review's follow-up action due or overdue (tasks/report/actions.py); to its owner
     "action_due": (R.command_center,),
 }
@@ -97,6 +101,21 @@ def render(event: str, lang: str, fields: dict[str, Any]) -> tuple[str, str]:
     tpl = templates()[event].get(lang) or templates()[event]["en"]
     values = _Blank({k: redact(str(v)) for k, v in fields.items()})
     return tpl["title"].format_map(values), tpl["body"].format_map(values).strip()
+
+
+def ack_line(run_id: str, lang: str) -> str:
+    """How to acknowledge incident ``run_id``: the board's link (when the intake's
+    address is known, see ``Settings.intake_url``) and the command."""
+    from inventory.settings import get_settings
+
+    base = get_settings().public_intake_url()
+    command = f"contingency ack {run_id} --as " + ("<姓名>" if lang == "zh" else "<your name>")
+    if not base:
+        return ("确认接警：" if lang == "zh" else "Acknowledge: ") + command
+    link = f"{base}/ack/{run_id}"
+    if lang == "zh":
+        return f"确认接警：{link}（或执行：{command}）"
+    return f"Acknowledge: {link} (or: {command})"
 
 
 def on_duty(inv: Inventory, role: RoleName, at: datetime | None = None) -> str | None:
@@ -308,6 +327,8 @@ class Pager:
         self.inv = inv
         self.lang = lang
         self.fields = dict(fields)
+        if "run_id" in self.fields and "ack_line" not in self.fields:
+            self.fields["ack_line"] = ack_line(str(self.fields["run_id"]), lang)
         self.drill = drill
         self.dry_run = dry_run
         self.deliveries: list[Delivery] = []

@@ -14,6 +14,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from pydantic import BaseModel
 
+from tasks.gate.triage import AWAIT_TRIAGE
 from tasks.prefect_api import get_client
 
 
@@ -43,6 +44,8 @@ def open_gates() -> list[OpenGate]:
         dead = {r.id for r in dead_runs(client, list(runs))}
     gates = []
     for run in runs:
+        if AWAIT_TRIAGE in run.tags:  # a triage form, not a sign-off
+            continue
         state = run.state
         opened = state.timestamp if state and state.timestamp else now
         expires = state.state_details.pause_timeout if state else None

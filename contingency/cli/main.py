@@ -73,6 +73,9 @@ def _register_data_commands() -> None:
     from contingency.cli.actions import actions_app
 
     app.add_typer(actions_app, name="actions")
+    from contingency.cli.security import security_app
+
+    app.add_typer(security_app, name="security")
     from contingency.cli.components import register
 
     register(app)

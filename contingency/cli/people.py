@@ -159,8 +159,9 @@ def incident_open(
 ) -> None:
     """Report a problem by hand: the same incident flow as an alert's. With --plan and
     --target the plan runs (its sign-offs, and the command center's activation where the
-    level demands it); without them the incident is opened for tech support to take
-    (paged, acknowledged, escalated like any other)."""
+    level demands it); without a plan it waits for tech support's triage (`contingency
+    incident triage`; --target is then a hint), paged, acknowledged and escalated like
+    any other."""
     from contingency.cli.common import api
     from contingency.runtime.people import Refused, human_alert, open_incident
     from inventory.loader import load_inventory
@@ -172,5 +173,48 @@ def incident_open(
     except Refused as exc:
         raise fail(str(exc), 2) from None
     with api(settings):
-        run_id = open_incident(settings.incident_deployment, alert, plan, target)
-    out.print(f"incident {run_id} opened (reported by {person})", markup=False)
+        run_id = open_incident(
+            settings.incident_deployment, alert, plan, target if plan is not None else None
+        )
+    then = "" if plan is not None else "; tech support is paged to triage it"
+    out.print(f"incident {run_id} opened (reported by {person}){then}", markup=False)
+
+
+@incident_app.command("triage")
+def incident_triage(
+    run_id: Annotated[str, typer.Argument(help="the reported incident's flow run id")],
+    person: Annotated[str, typer.Option("--as", help="your name (tech support)")],
+    plan: Annotated[
+        str | None,
+        typer.Option(help="the plan that fits (runbook:NAME for a runbook); none: by hand"),
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="what the plan acts on")] = None,
+    severity: Annotated[
+        str | None, typer.Option(help="the severity level; default: as the rules classify")
+    ] = None,
+    note: Annotated[str, typer.Option(help="what you found")] = "",
+    state_dir: StateDir = None,
+) -> None:
+    """Triage a problem reported by hand (初步判断): name the plan and target that fit, or
+    none (a person handles it by hand), and the level. The incident then goes on: the
+    plan's sign-offs and, where the level demands it, the command center's activation."""
+    from contingency.cli.common import api
+    from contingency.runtime.people import Refused, triage
+    from inventory.loader import load_inventory
+    from tasks.prefect_api import get_client
+
+    settings = settings_for(state_dir)
+    inv = load_inventory(settings.inventory_path())
+    answer = {
+        "person": person,
+        "plan": plan or "",
+        "target": target or "",
+        "severity": severity or "",
+        "note": note,
+    }
+    try:
+        with api(settings), get_client(sync_client=True) as client:
+            said = triage(client, run_id, answer, inv)
+    except Refused as exc:
+        raise fail(str(exc), 2) from None
+    out.print(said, markup=False)

@@ -22,7 +22,12 @@ from remediations import MODULES
 
 TEXT = Path(__file__).resolve().parents[1] / "templates" / "plandoc.yaml"
 ROOT = Path(__file__).resolve().parents[2]
-DESTRUCTIVE = {PlanName.data_loss, PlanName.network_outage, PlanName.hardware_failure}
+DESTRUCTIVE = {
+    PlanName.data_loss,
+    PlanName.network_outage,
+    PlanName.hardware_failure,
+    PlanName.security_incident,
+}
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:

@@ -1,6 +1,7 @@
 """The incident board (应急指挥看板): one server-rendered page for the command center.
 
-``GET /board`` shows the open incidents — severity, state, time since start, who
+``GET /ack/<run>`` is the link in every page: the incident and one button to
+acknowledge it. ``GET /board`` shows the open incidents — severity, state, time since start, who
 acknowledged, who took it over, a gate waiting (with a link to sign off in the Prefect
 UI) — who is on duty per role, and overdue follow-up actions. An Escalated incident needs
 a named owner who takes it over (接管) and records what was done; the command center's
@@ -29,7 +30,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from inventory.models import Inventory, RoleName
-from tasks.escalation import ACKED_BY, tag_value
+from inventory.settings import get_settings
+from tasks.escalation import ACKED_BY, AWAIT_TRIAGE, tag_value
+from tasks.report.lang import word
 
 OWNER = "owner:"
 CLOSED = "closed"
@@ -82,9 +85,13 @@ def render_board(
     form_token: str,
     ui_link: Any,
     now: datetime,
+    lang: str = "en",
 ) -> str:
-    """The page. Pure (``ui_link(run_id) -> str``)."""
+    """The page, in ``lang`` (en, zh). Pure (``ui_link(run_id) -> str``)."""
     from inventory.duty import on_duty
+
+    def w(text: str) -> str:
+        return word(text, lang)
 
     rows = []
     for r in runs:
@@ -95,24 +102,27 @@ def render_board(
         acked = tag_value(tags, ACKED_BY)
         labels = ((r.parameters or {}).get("alert") or {}).get("labels") or {}
         link = ui_link(r.id)
+        waits = w("triage waiting" if AWAIT_TRIAGE in tags else "sign-off waiting")
         gate = (
-            f'<a class="gate" href="{_esc(link)}">sign-off waiting</a>'
+            f'<a class="gate" href="{_esc(link)}">{waits}</a>'
             if r.state is not None and r.state.is_paused()
             else ""
         )
         if ended and not owner:
             action = _form(
-                "/board/takeover", form_token, str(r.id), "take over (接管)", "what you do now"
-            )
+                "/board/takeover", form_token, str(r.id), "take over (接管)", "what you do now",
+                lang,
+            )  # fmt: skip
         elif ended:
             action = _form(
                 "/board/close", form_token, str(r.id), "close with summary (总结)",
-                "the command center's summary",
+                "the command center's summary", lang,
             )  # fmt: skip
         else:
             action = ""
         if not acked:
-            action = _form("/board/ack", form_token, str(r.id), "acknowledge (接警)", "") + action
+            ack = _form("/board/ack", form_token, str(r.id), "acknowledge (接警)", "", lang)
+            action = ack + action
         severity = tag_value(tags, "severity:") or "—"
         rows.append(
             f'<tr data-run="{_esc(r.id)}"><td class="sev">{_esc(severity)}</td>'
@@ -121,7 +131,7 @@ def render_board(
             f'</small></td><td class="state">{_esc(state)} {gate}</td>'
             f"<td>{_age(r.start_time or r.expected_start_time, now)}</td>"
             f'<td class="ack">{_esc(acked or "—")}</td><td class="owner">{_esc(owner or "—")}</td>'
-            f'<td><a href="{_esc(link)}">run</a></td><td>{action}</td></tr>'
+            f'<td><a href="{_esc(link)}">{w("run")}</a></td><td>{action}</td></tr>'
         )
     duty = []
     for role in RoleName:
@@ -132,54 +142,90 @@ def render_board(
             phone = person.phone if person else ""
             duty.append(
                 f"<li>{_esc(role.value)}: <b>{_esc(shift.person)}</b> {_esc(phone)} "
-                f"(until {shift.until:%Y-%m-%d %H:%M %Z})</li>"
+                f"({w('until')} {shift.until:%Y-%m-%d %H:%M %Z})</li>"
             )
     late = "".join(
-        f"<li>{_esc(a.id)}: {_esc(a.action)} — {_esc(a.owner)}, due {a.due:%Y-%m-%d}</li>"
+        f"<li>{_esc(a.id)}: {_esc(a.action)} — {_esc(a.owner)}, {w('due')} {a.due:%Y-%m-%d}</li>"
         for a in overdue
     )
+    none_duty, none_late = f"<li>{w('no rosters')}</li>", f"<li>{w('none')}</li>"
+    heads = ("severity", "incident", "state", "since", "acknowledged", "owner", "", "")
     table = (
-        "<table><thead><tr><th>severity</th><th>incident</th><th>state</th><th>since</th>"
-        "<th>acknowledged</th><th>owner</th><th></th><th></th></tr></thead><tbody>"
+        "<table><thead><tr>"
+        + "".join(f"<th>{w(h) if h else ''}</th>" for h in heads)
+        + "</tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"
         if rows
-        else '<p class="none">No open incidents.</p>'
+        else f'<p class="none">{w("No open incidents.")}</p>'
     )
     return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        '<meta http-equiv="refresh" content="30"><title>Incident board</title><style>'
+        f"<!doctype html><html lang={lang}><head><meta charset=utf-8>"
+        f'<meta http-equiv="refresh" content="30"><title>{w("Incident board")}</title><style>'
         "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}"
         ".sev{font-weight:bold}.gate{color:#b00}form{display:flex;gap:.3em}"
-        "</style></head><body><h1>Incident board (应急指挥看板)</h1>"
-        f"<p>{now:%Y-%m-%d %H:%M:%S} UTC · refreshes every 30 s</p>{table}"
-        f"{_report_form(form_token)}"
-        f"<h2>On duty (值班)</h2><ul>{''.join(duty) or '<li>no rosters</li>'}</ul>"
-        f"<h2>Overdue follow-up actions</h2><ul>{late or '<li>none</li>'}</ul>"
+        f"</style></head><body><h1>{w('Incident board')}"
+        f"{' (应急指挥看板)' if lang != 'zh' else ''}</h1>"
+        f"<p>{now:%Y-%m-%d %H:%M:%S} UTC · {w('refreshes every 30 s')}</p>{table}"
+        f"{_report_form(form_token, lang)}"
+        f"<h2>{w('On duty (值班)')}</h2><ul>{''.join(duty) or none_duty}</ul>"
+        f"<h2>{w('Overdue follow-up actions')}</h2><ul>{late or none_late}</ul>"
         "</body></html>"
     )
 
 
-def _form(action: str, token: str, run_id: str, button: str, placeholder: str) -> str:
-    text = f'<input name="text" placeholder="{_esc(placeholder)}" required>' if placeholder else ""
+def render_ack_page(run: Any, form_token: str, lang: str = "en") -> str:
+    """One incident and the acknowledge button (``GET /ack/<run>``), in ``lang``. Pure."""
+
+    def w(text: str) -> str:
+        return word(text, lang)
+
+    tags = list(run.tags)
+    labels = ((run.parameters or {}).get("alert") or {}).get("labels") or {}
+    acked = tag_value(tags, ACKED_BY)
+    what = (
+        f"<p id=acked>{w('Already acknowledged by')} <b>{_esc(acked)}</b>.</p>"
+        if acked
+        else _form("/board/ack", form_token, str(run.id), "acknowledge (接警)", "", lang)
+    )
+    title = w("Acknowledge an incident (接警)")
     return (
-        f'<form method="post" action="{action}"><input type="hidden" name="csrf" '
-        f'value="{_esc(token)}"><input type="hidden" name="run_id" value="{_esc(run_id)}">'
-        f'<input name="person" placeholder="your name" required>{text}'
-        f"<button>{_esc(button)}</button></form>"
+        f"<!doctype html><html lang={lang}><head><meta charset=utf-8><title>{title}</title>"
+        f"</head><body><h1>{title}</h1>"
+        f"<p><b>{_esc(labels.get('alertname', run.name))}</b> — {w('severity')} "
+        f"{_esc(tag_value(tags, 'severity:') or '—')}, {w('target')} "
+        f"{_esc(tag_value(tags, 'target:') or labels.get('target', '?'))}, {w('state')} "
+        f"{_esc(run.state.name if run.state else '?')}</p>{what}"
+        f'<p><a href="/board">{w("the board")}</a></p></body></html>'
     )
 
 
-def _report_form(token: str) -> str:
+def _form(
+    action: str, token: str, run_id: str, button: str, placeholder: str, lang: str = "en"
+) -> str:
+    hint = _esc(word(placeholder, lang))
+    text = f'<input name="text" placeholder="{hint}" required>' if placeholder else ""
     return (
-        '<h2>Report a problem (发现异常)</h2><form id="report" method="post" '
+        f'<form method="post" action="{action}"><input type="hidden" name="csrf" '
+        f'value="{_esc(token)}"><input type="hidden" name="run_id" value="{_esc(run_id)}">'
+        f'<input name="person" placeholder="{word("your name", lang)}" required>{text}'
+        f"<button>{_esc(word(button, lang))}</button></form>"
+    )
+
+
+def _report_form(token: str, lang: str = "en") -> str:
+    def w(text: str) -> str:
+        return _esc(word(text, lang))
+
+    return (
+        f'<h2>{w("Report a problem (发现异常)")}</h2><form id="report" method="post" '
         f'action="/board/report"><input type="hidden" name="csrf" value="{_esc(token)}">'
-        '<input name="person" placeholder="your name" required>'
-        '<input name="text" placeholder="what you see" size="50" required>'
-        '<input name="target" placeholder="service or host (optional)">'
-        '<input name="severity" placeholder="severity (optional)" size="8">'
-        "<button>report</button></form>"
+        f'<input name="person" placeholder="{w("your name")}" required>'
+        f'<input name="text" placeholder="{w("what you see")}" size="50" required>'
+        f'<input name="target" placeholder="{w("service or host (optional)")}">'
+        f'<input name="severity" placeholder="{w("severity (optional)")}" size="8">'
+        f"<button>{w('report')}</button></form>"
     )
 
 
@@ -223,7 +269,34 @@ def add_board(app: FastAPI, secret: bytes, auth_string: str | None, inventory: A
         inv = await asyncio.to_thread(inventory)
         from tasks.prefect_api import run_link
 
-        return HTMLResponse(render_board(runs, inv, overdue, form_token, run_link, now))
+        lang = get_settings().language
+        return HTMLResponse(render_board(runs, inv, overdue, form_token, run_link, now, lang))
+
+    @app.get("/ack/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def ack_page(request: Request, run_id: str) -> HTMLResponse:
+        """The link in every page: who it is, and one button to acknowledge (a GET never
+        acknowledges: link previews and scanners open links)."""
+        check(request)
+        try:
+            uid = UUID(run_id)
+        except ValueError:
+            raise HTTPException(404, "not a flow run id") from None
+
+        def read() -> Any:
+            from prefect.exceptions import ObjectNotFound
+
+            from tasks.prefect_api import get_client
+
+            with get_client(sync_client=True) as client:
+                try:
+                    return client.read_flow_run(uid)
+                except ObjectNotFound:
+                    return None
+
+        run = await asyncio.to_thread(read)
+        if run is None or "incident" not in run.tags:
+            raise HTTPException(404, "no such incident")
+        return HTMLResponse(render_ack_page(run, form_token, get_settings().language))
 
     async def form_of(request: Request) -> tuple[dict[str, str], str, Inventory]:
         """The posted form (checked), its person and the inventory."""

@@ -128,6 +128,19 @@ class HardwareLab(_Lab):
         out = self.topo.run("sw", "ip", "-o", "link", "show", HOSTS[host][1])
         return "state DOWN" not in out and ",UP" in out
 
+    @property
+    def management(self) -> str:
+        """The root side of the management link: where the worker's SSH comes from."""
+        if self.topo.mgmt is None:
+            raise RuntimeError("the lab has no management link yet")
+        return str(next(self.topo.mgmt.hosts()))
+
+    def security(self, evidence_location: dict[str, Any]) -> dict[str, Any]:
+        """The ``security`` section for hw-a and hw-b: isolation keeps the management
+        address; evidence goes to ``evidence_location`` (the lab's S3)."""
+        policy = {"allow_from": [f"{self.management}/32"], "evidence_location": evidence_location}
+        return {host: policy for host in HOSTS}
+
     def inventory(self, key_secret: str, user: str) -> dict[str, Any]:
         """``hosts``, ``services`` and ``host_failover`` sections for this lab."""
         hosts = {

@@ -169,7 +169,8 @@ def _net(cidr: str) -> str:
 
 
 def labctl_env(host_dir: Path) -> dict[str, str]:
-    path = f"{host_dir / 'bin'}:/usr/local/bin:/usr/bin:/bin"
+    # a root login's PATH, as on a real host (nft, for one, is in /usr/sbin)
+    path = f"{host_dir / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     return {"LAB_HOST_DIR": str(host_dir), "PATH": path}
 
 

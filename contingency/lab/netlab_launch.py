@@ -38,6 +38,16 @@ def _render(name: str, inv_dir: Path, sections: dict[str, Any]) -> None:
     (inv_dir / name).write_text(HEADER.format(name) + yaml.safe_dump(data, sort_keys=False))
 
 
+def _evidence_location(inv_dir: Path) -> dict[str, Any] | None:
+    """The lab's S3 (as the rendered datasets use it), prefix ``security-evidence``."""
+    try:
+        doc = yaml.safe_load((inv_dir / "datasets.yaml").read_text(encoding="utf-8"))
+        first = next(iter(doc["datasets"].values()))
+        return {**first["location"], "prefix": "security-evidence"}
+    except (OSError, KeyError, StopIteration, TypeError, AttributeError):
+        return None
+
+
 def start_netlabs(settings: Settings, inv_dir: Path, pub: str, key_secret: str) -> list[str]:
     """Build the labs and render their inventory; return one line per thing done/skipped."""
     ok, why = can_build()
@@ -55,7 +65,10 @@ def start_netlabs(settings: Settings, inv_dir: Path, pub: str, key_secret: str) 
         hw = HardwareLab.create(base / "hw", pub)
         made.append(hw.topo)
         extra = {"vip": hw.vip, "addresses": hw.addresses}
-        _render("hardware.yaml", inv_dir, hw.inventory(key_secret, user))
+        hardware = hw.inventory(key_secret, user)
+        if (evidence := _evidence_location(inv_dir)) is not None:
+            hardware["security"] = hw.security(evidence)
+        _render("hardware.yaml", inv_dir, hardware)
     finally:
         records = [_dump(t) for t in made]
         if len(records) == 2:

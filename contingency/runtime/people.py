@@ -61,8 +61,8 @@ def human_alert(
         problems.append(f"{person[:64]!r} is not a person in the inventory")
     if not summary.strip():
         problems.append("say what you see (summary)")
-    if (plan is None) != (target is None):
-        problems.append("--plan and --target go together")
+    if plan is not None and target is None:
+        problems.append("--plan and --target go together (--target alone is a hint)")
     if plan is not None and plan.partition(":")[0] not in {p.value for p in PlanName}:
         names = ", ".join(p.value for p in PlanName)
         problems.append(f"plan {plan[:40]!r} is not a plan ({names})")
@@ -105,3 +105,47 @@ def open_incident(
         ),
     )
     return str(run.id)
+
+
+def triage(client: Any, run_id: str, answer: dict[str, str], inv: Inventory) -> str:
+    """Submit tech support's triage (``TriageInput`` fields) to an incident waiting for
+    it; what happened. Checked here first (the flow checks again), then waits up to 30 s
+    for the incident to take it."""
+    import time
+
+    from prefect.exceptions import ObjectNotFound
+
+    from tasks.gate.triage import AWAIT_TRIAGE, TRIAGED, TriageInput, triage_refusal
+
+    try:
+        uid = uuid.UUID(run_id)
+    except ValueError:
+        raise Refused(f"{run_id[:64]!r} is not a flow run id (a UUID)") from None
+    form = TriageInput(**answer)
+    if reason := triage_refusal(form, inv):
+        raise Refused(reason)
+    try:
+        run = client.read_flow_run(uid)
+    except ObjectNotFound:
+        raise Refused(f"unknown run {run_id}: Prefect has no such flow run") from None
+    if AWAIT_TRIAGE not in run.tags or run.state is None or not run.state.is_paused():
+        state = run.state.name if run.state else "unknown"
+        raise Refused(f"incident {run_id} is not waiting for triage (state {state})")
+    key = run.state.state_details.pause_key
+    result = client.resume_flow_run(uid, run_input=form.model_dump(exclude={"code"}))
+    if str(getattr(result.status, "value", result.status)).upper() != "ACCEPT":
+        why = getattr(result.details, "reason", "") or str(result.status)
+        raise Refused(f"Prefect refused the answer: {why}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        run = client.read_flow_run(uid)
+        if TRIAGED in run.tags:
+            what = f"plan {form.plan} on {form.target}" if form.plan else "by hand (no plan)"
+            return f"incident {run_id} triaged by {form.person}: {what}"
+        state = run.state
+        if state is not None and state.is_paused() and state.state_details.pause_key != key:
+            raise Refused(f"incident {run_id} refused the triage: its form says why")
+        if state is not None and state.is_final():
+            raise Refused(f"incident {run_id} ended ({state.name}) before taking the triage")
+    raise Refused(f"incident {run_id} did not take the triage within 30 s")

@@ -36,9 +36,13 @@ class GateWatch:
         nonce: str,
         send: Callable[[str, dict[str, str]], None],
         codes: Callable[[], dict[str, str]],
+        system_input: Callable[[str, str], dict[str, str]] | None = None,
     ) -> None:
         """``send(event, codes)`` pages; ``codes()`` is the gate's current person → code
-        map (codes are per person: the pager sends each to its person only)."""
+        map (codes are per person: the pager sends each to its person only);
+        ``system_input(decision, comment)``: the form's answer that closes it (default:
+        the sign-off form's, carrying the nonce as its code)."""
+        self.system_input = system_input
         self.policy = policy
         self.nonce = nonce
         self.send = send
@@ -71,12 +75,16 @@ class GateWatch:
     def _close(self, decision: str, comment: str) -> None:
         if self.run_id is None:
             return
-        run_input = {
-            "decision": decision,
-            "approver": "system",
-            "code": self.nonce,
-            "comment": comment,
-        }
+        run_input = (
+            self.system_input(decision, comment)
+            if self.system_input is not None
+            else {
+                "decision": decision,
+                "approver": "system",
+                "code": self.nonce,
+                "comment": comment,
+            }
+        )
         try:
             with get_client(sync_client=True) as client:
                 client.resume_flow_run(self.run_id, run_input=run_input)

@@ -43,3 +43,30 @@ def stream_stdout(conn: SSHConnection, command: str, timeout: float = 3600) -> I
             raise SSHError(f"{where(conn.host)}: backup command exited {status}: {err.strip()}")
     finally:
         chan.close()
+
+
+def capture(
+    conn: SSHConnection, command: str, timeout: float = 120, limit: int = 16 * 1024 * 1024
+) -> tuple[int | None, bytes, bool]:
+    """Run ``command``; ``(exit status or None, stdout and stderr as sent, truncated)``,
+    at most ``limit`` bytes kept (evidence: every byte as it came, not a tail)."""
+    chan: Any = conn.transport.open_session()
+    try:
+        chan.settimeout(timeout)
+        chan.set_combine_stderr(True)
+        chan.exec_command(command)
+        out = chan.makefile("rb", 1024 * 1024)
+        data = out.read(limit)
+        truncated = bool(out.read(1))
+        if truncated:
+            while out.read(1024 * 1024):  # drain: the command must be able to finish
+                pass
+        try:
+            status = chan.recv_exit_status()
+        except (OSError, EOFError):
+            return None, data, truncated
+        return (status if status >= 0 else None), data, truncated
+    except (OSError, EOFError) as exc:
+        raise SSHError(f"{where(conn.host)}: {LOST_MID_COMMAND}: {exc}") from exc
+    finally:
+        chan.close()

@@ -87,10 +87,17 @@ def test_the_board_refuses_anonymous_and_cross_site_requests(lab_stack: Stack) -
     assert forged.status_code == 403
 
 
-def test_report_a_problem_from_the_board_then_acknowledge_it(lab_stack: Stack, board: Page) -> None:
-    """The "report a problem" form opens an incident for tech support (the same flow as
-    `contingency incident open`); the board's acknowledge button takes it."""
+def test_report_a_problem_from_the_board_acknowledge_it_from_the_page_then_triage(
+    lab_stack: Stack, board: Page
+) -> None:
+    """The "report a problem" form opens an incident that waits for tech support's triage
+    (the same flow as `contingency incident open`); tech support's page carries a link
+    that acknowledges it in the browser; triaged "by hand", it ends Escalated for a
+    person, and the report says who reported, who triaged and who acknowledged."""
     from contingency.lab.inbox import read
+    from contingency.runtime.people import triage
+    from inventory.loader import load_inventory
+    from tasks.prefect_api import get_client
     from tests.fixtures_stack import wait_for
 
     what = f"users cannot log in {uuid.uuid4().hex[:6]}"
@@ -102,19 +109,41 @@ def test_report_a_problem_from_the_board_then_acknowledge_it(lab_stack: Stack, b
     form.get_by_role("button", name="report").click()
     opened = board.locator("#opened").inner_text()
     run_id = opened.split()[1]
-    run = wait_for_run(run_id, timeout_s=120)
-    assert run.state is not None and run.state.name == "Escalated"  # for tech support
-    assert "source:human" in run.tags
     inbox = lab_stack.state_dir / "lab" / "inbox.jsonl"
-    pages = wait_for(
-        lambda: [m for m in read(inbox, "/support") if what in str(m.get("message"))], 30, "page"
-    )
-    assert pages
+
+    def support(title: str) -> list[dict]:
+        return [
+            m
+            for m in read(inbox, "/support")
+            if run_id in str(m.get("message")) and title in str(m.get("title"))
+        ]
+
+    asked = wait_for(lambda: support("Triage needed"), 90, "tech support asked to triage")
+    assert what in asked[0]["title"] and f"contingency incident triage {run_id}" in str(asked)
     board.goto(f"{lab_stack.intake_url}/board")
     row = board.locator(f'tr[data-run="{run_id}"]')
-    row.locator('form[action="/board/ack"] input[name=person]').fill("wang.fang")
-    row.get_by_role("button", name="acknowledge (接警)").click()
+    assert "triage waiting" in row.locator(".state").inner_text()
+    # the page's own link: a GET shows the incident, the button acknowledges
+    page = wait_for(lambda: support("Incident opened"), 30, "the incident's page")[0]
+    link = f"{lab_stack.intake_url}/ack/{run_id}"
+    assert link in page["message"]
+    board.goto(link)
+    board.locator("input[name=person]").fill("wang.fang")
+    board.get_by_role("button", name="acknowledge (接警)").click()
     board.wait_for_url(f"{lab_stack.intake_url}/board")
     assert board.locator(f'tr[data-run="{run_id}"] .ack').inner_text() == "wang.fang"
+    board.goto(link)
+    assert "Already acknowledged by wang.fang" in board.locator("#acked").inner_text()
+    inv = load_inventory(lab_stack.inventory)
+    with get_client(sync_client=True) as client:
+        said = triage(
+            client, run_id, {"person": "wang.fang", "note": "an LDAP problem, by hand"}, inv
+        )
+    assert "by hand" in said
+    run = wait_for_run(run_id, timeout_s=120)
+    assert run.state is not None and run.state.name == "Escalated"  # a person takes it
+    assert "source:human" in run.tags and "await-triage" not in run.tags
     report = (lab_stack.state_dir / "reports" / f"incident-{run_id}.md").read_text()
-    assert f"chen.jie: {what}" in report and "## Acknowledged" in report
+    assert f"chen.jie: {what}" in report
+    assert "by_hand after" in report and "by **wang.fang**" in report
+    assert "acknowledged by **wang.fang**" in report

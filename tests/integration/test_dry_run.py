@@ -4,25 +4,16 @@ API): the exact commands, and nothing changed."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 
 from contingency.lab.inbox import read
 from inventory.loader import load_inventory
-from tests.fixtures_stack import Stack, service_pid
+from tests.fixtures_stack import Stack, cli, service_pid
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "contingency", *args, "--state-dir", str(stack.state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**env, "COLUMNS": "200"},
-    )
+    return cli(stack, *args, timeout=180)
 
 
 def test_plan_dry_run_shows_commands_and_changes_nothing(lab_stack: Stack) -> None:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from contingency.cli.alerts import alertmanager_payload
 from contingency.lab.inbox import read
@@ -50,4 +51,11 @@ def test_a_zh_stack_reports_and_pages_in_chinese(zh_stack: Stack) -> None:
         lambda: [m for m in read(inbox, "/cc") if run_id in str(m.get("message"))], 30, "pages"
     )
     assert any(str(m["title"]).startswith("【IV 一般】事件已立案") for m in pages), pages
-    assert any("确认接警：contingency ack" in str(m["message"]) for m in pages)
+    link = f"确认接警：{zh_stack.intake_url}/ack/{run_id}（或执行：contingency ack {run_id}"
+    assert any(link in str(m["message"]) for m in pages), pages
+    user, _, password = zh_stack.auth.partition(":")
+    board = requests.get(f"{zh_stack.intake_url}/board", auth=(user, password), timeout=30)
+    assert board.status_code == 200 and "<h1>应急指挥看板</h1>" in board.text
+    assert "值班" in board.text and "报告异常" in board.text
+    ack = requests.get(f"{zh_stack.intake_url}/ack/{run_id}", auth=(user, password), timeout=30)
+    assert "<h1>确认接警</h1>" in ack.text and "确认接警</button>" in ack.text

@@ -5,9 +5,7 @@ the command center, and `contingency oncall` — what the lab inbox, the report 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -19,7 +17,7 @@ from contingency.cli.gates import decide, open_gates
 from contingency.lab.inbox import person_path, read
 from contingency.lab.launcher import crash_service
 from contingency.runtime.waiting import wait_for_run
-from tests.fixtures_stack import Stack, approval_code, pointed_at, wait_for
+from tests.fixtures_stack import Stack, approval_code, cli, pointed_at, wait_for
 
 
 @pytest.fixture
@@ -30,14 +28,7 @@ def api_down(lab_stack: Stack) -> Iterator[str]:
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "contingency", *args, "--state-dir", str(stack.state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**env, "COLUMNS": "200"},
-    )
+    return cli(stack, *args)
 
 
 def _fire(stack: Stack, **labels: str) -> str:
@@ -228,16 +219,53 @@ def test_a_person_reports_a_problem_by_hand(lab_stack: Stack, api_down: str) -> 
     assert "source:human" in run.tags and "severity:II" in run.tags
     report = _report_text(lab_stack, run_id)
     assert "labctl restart api" in report and "The API answers 502 to users" in report
-    untriaged = _cli(lab_stack, "incident", "open", "--summary", "Printers in room 3 are slow",
-                     "--as", "chen.jie")  # fmt: skip
-    assert untriaged.returncode == 0, untriaged.stderr
-    other = untriaged.stdout.split()[1]
-    run = wait_for_run(other, timeout_s=120)
-    assert run.state is not None and run.state.name == "Escalated"
-    assert "await-ack" in run.tags and "severity:IV" in run.tags
-    opened = wait_for(lambda: _opened(lab_stack, other, "/support"), 30, "tech support paged")
-    assert "Printers in room 3 are slow" in opened[0]["message"]
-    assert "tech support to triage it" in _report_text(lab_stack, other)
+
+
+def test_a_reported_problem_waits_for_triage_then_runs_the_chosen_plan(
+    lab_stack: Stack, api_down: str
+) -> None:
+    """Without a plan the incident waits for tech support's triage (初步判断): a person
+    outside tech support is refused; the triage names the plan, target and level II, and
+    the command center's activation then stands before the plan runs."""
+    from tasks.prefect_api import get_client
+
+    opened = _cli(lab_stack, "incident", "open", "--summary", "Checkout pages time out",
+                  "--as", "chen.jie", "--target", "api")  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    assert "tech support is paged to triage it" in opened.stdout
+    run_id = opened.stdout.split()[1]
+
+    def waiting() -> bool:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(uuid.UUID(run_id))
+        return run.state is not None and run.state.is_paused() and "await-triage" in run.tags
+
+    wait_for(waiting, 90, "the triage form")
+    assert all(g.flow_run_id != run_id for g in open_gates())  # a form, not a sign-off
+    refused = _cli(lab_stack, "incident", "triage", run_id, "--as", "chen.jie",
+                   "--plan", "software_crash", "--target", "api")  # fmt: skip
+    assert refused.returncode == 2
+    assert "'chen.jie' is not a tech-support or command-center member" in refused.stderr
+    wrong = _cli(lab_stack, "incident", "triage", run_id, "--as", "wang.fang",
+                 "--plan", "software_crash", "--target", "nope")  # fmt: skip
+    assert wrong.returncode == 2 and "target 'nope' is not in the inventory" in wrong.stderr
+    done = _cli(lab_stack, "incident", "triage", run_id, "--as", "wang.fang", "--plan",
+                "software_crash", "--target", "api", "--severity", "II",
+                "--note", "api process gone")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"incident {run_id} triaged by wang.fang: plan software_crash on api" in done.stdout
+    wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), 90, "activation gate")
+    decide(run_id, "approve", "zhang.wei", approval_code(lab_stack, run_id), "activate")
+    run = wait_for_run(run_id, timeout_s=120)
+    assert run.state is not None and run.state.is_completed(), run.state
+    assert "severity:II" in run.tags and "triaged" in run.tags
+    assert "severity:IV" not in run.tags
+    report = _report_text(lab_stack, run_id)
+    assert "## Triage" in report and "triaged after" in report and "by **wang.fang**" in report
+    assert "plan `software_crash` on `api`" in report and "note: api process gone" in report
+    assert "labctl restart api" in report
+    support = [m for m in _pages(lab_stack, run_id, "/support") if "Triage needed" in m["title"]]
+    assert support and "Checkout pages time out" in support[0]["title"]
 
 
 def test_follow_up_actions_are_tracked_reminded_and_closed(lab_stack: Stack) -> None:

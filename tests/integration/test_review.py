@@ -5,10 +5,8 @@ the UI does), and `contingency stats` counts the incident and plots it."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -21,17 +19,13 @@ from contingency.cli.alerts import alertmanager_payload
 from contingency.cli.stats import collect
 from contingency.lab.launcher import crash_service
 from contingency.runtime.waiting import wait_for_run
-from tests.fixtures_stack import Stack, wait_for
+from tests.fixtures_stack import Stack, cli, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "contingency", *args, "--state-dir", str(stack.state_dir)],
-        env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return cli(stack, *args)
 
 
 @pytest.fixture

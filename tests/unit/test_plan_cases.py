@@ -16,7 +16,14 @@ import yaml
 from inventory.loader import load_inventory
 from inventory.models import Inventory
 from inventory.outcomes import Outcome
-from remediations import data_loss, hardware_failure, network_outage, runbook, software_crash
+from remediations import (
+    data_loss,
+    hardware_failure,
+    network_outage,
+    runbook,
+    security_incident,
+    software_crash,
+)
 from remediations.plan import KINDS, Action, Plan
 from remediations.rails import blast_radius
 from tasks.storage import Manifest, RestorePoint
@@ -32,6 +39,7 @@ BUILDERS: dict[str, Callable[..., Plan]] = {
     "network_outage": network_outage.build_plan,
     "data_loss": data_loss.build_plan,
     "runbook": runbook.build_plan,
+    "security_incident": security_incident.build_plan,
 }
 ARGS: dict[str, Callable[[Inventory, Any, dict[str, Any]], Any]] = {
     "service": lambda inv, v, a: inv.service(v),
@@ -46,6 +54,7 @@ ARGS: dict[str, Callable[[Inventory, Any, dict[str, Any]], Any]] = {
     "values": lambda inv, v, a: inv.runbooks[a["rb"]].resolve(v),
     "point": lambda inv, v, a: RestorePoint(key=v["key"], manifest=Manifest.model_validate(v)),
     "at": lambda inv, v, a: data_loss.parse_time(v),
+    "policy": lambda inv, v, a: inv.security_policy(v),
 }
 PLAN_KEYS = ("destructive", "requires_approval", "success", "failure", "unrecovered")
 REQUIRED = (*PLAN_KEYS, "actions", "verify", "after")

@@ -1,0 +1,1 @@
+"""The security-incident plan's own work: holds on hosts and evidence collection."""
