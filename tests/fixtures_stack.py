@@ -177,10 +177,13 @@ def person_codes(stack: Stack, run_id: str, person: str = "zhang.wei") -> list[s
     return codes
 
 
-def cli(stack: Stack, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(
+    stack: Stack, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``contingency ARGS --state-dir <the stack's>`` as a user would run it (no Prefect
-    or Contingency variables from the test's environment), output captured."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
+    or Contingency variables from the test's environment but ``env``), output captured."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CONTINGENCY_"))}
+    env = {**base, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "contingency", *args, "--state-dir", str(stack.state_dir)],
         capture_output=True,

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from contingency.cli.common import Json, StateDir, api, emit_json, fail, out, settings_for
+from contingency.lang import msg
 
 actions_app = typer.Typer(
     help="Follow-up actions from reviews (整改措施): list, close.", invoke_without_command=True
@@ -29,7 +30,9 @@ def actions_list(
     from tasks.prefect_api import get_client
     from tasks.report.actions import ActionState, read_all
 
-    with api(settings_for(state_dir)), get_client(sync_client=True) as client:
+    settings = settings_for(state_dir)
+    lang = settings.language
+    with api(settings), get_client(sync_client=True) as client:
         found = read_all(client)
     if not show_all:
         found = [a for a in found if a.state is ActionState.open]
@@ -37,11 +40,14 @@ def actions_list(
         emit_json([{**a.model_dump(mode="json"), "overdue": a.overdue()} for a in found])
         return
     if not found:
-        out.print("no open follow-up actions" if not show_all else "no follow-up actions")
+        out.print(
+            msg(lang, "no open follow-up actions" if not show_all else "no follow-up actions")
+        )
         return
-    table = Table("id", "action", "owner", "due", "state", "incident", title="Follow-up actions")
+    heads = ("id", "action", "owner", "due", "state", "incident")
+    table = Table(*(msg(lang, h) for h in heads), title=msg(lang, "Follow-up actions"))
     for a in found:
-        state = "OVERDUE" if a.overdue() else a.state.value
+        state = msg(lang, "OVERDUE" if a.overdue() else a.state.value)
         table.add_row(a.id, a.action, a.owner, f"{a.due:%Y-%m-%d}", state, a.run_id[:8])
     out.print(table)
 
@@ -50,18 +56,25 @@ def _close(action_id: str, state: str, note: str, state_dir: Path | None) -> Non
     from tasks.prefect_api import get_client
     from tasks.report.actions import ActionState, find, save
 
-    with api(settings_for(state_dir)), get_client(sync_client=True) as client:
+    settings = settings_for(state_dir)
+    lang = settings.language
+    with api(settings), get_client(sync_client=True) as client:
         action = find(client, action_id)
         if action is None:
-            raise fail(f"no follow-up action {action_id[:40]!r} (see `contingency actions`)")
+            raise fail(
+                msg(lang, "no follow-up action {action_id!r} (see `contingency actions`)",
+                    action_id=action_id[:40])
+            )  # fmt: skip
         if action.state is not ActionState.open:
-            out.print(f"{action_id} is already {action.state.value}")
+            was = msg(lang, action.state.value)
+            out.print(msg(lang, "{action_id} is already {state}", action_id=action_id, state=was))
             return
         action.state = ActionState(state)
         action.closed_at = datetime.now(UTC)
         action.note = note.strip()[:1000]
         save(client, action)
-    out.print(f"follow-up {action_id} {state}", markup=False)
+    said = msg(lang, "follow-up {action_id} {state}", action_id=action_id, state=msg(lang, state))
+    out.print(said, markup=False)
 
 
 @actions_app.command("done")

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from contingency.cli.common import Json, StateDir, emit_json, fail, out, settings_for
+from contingency.lang import msg
 
 
 class Duty(BaseModel):
@@ -87,8 +88,8 @@ def oncall(
         try:
             when = datetime.fromisoformat(at.strip())
         except ValueError:
-            msg = f"--at: expected an ISO time like 2026-12-24T08:30, got {at[:40]!r}"
-            raise fail(msg, 2) from None
+            bad = f"--at: expected an ISO time like 2026-12-24T08:30, got {at[:40]!r}"
+            raise fail(bad, 2) from None
     settings = settings_for(state_dir)
     try:
         rows = duties(settings.inventory_path(), when, settings.language)
@@ -97,16 +98,23 @@ def oncall(
     if as_json:
         emit_json(rows)
         return
-    table = Table("role", "on duty", "contact", "shift", "next", title="On duty (值班)")
+    lang = settings.language
+    table = Table(
+        *(msg(lang, h) for h in ("role", "on duty", "contact", "shift", "next")),
+        title=msg(lang, "On duty (值班)"),
+    )
     for d in rows:
         if d.person is None:
-            table.add_row(f"{d.role}\n{d.title}", "no roster: " + (", ".join(d.members) or "—"))
+            members = ", ".join(d.members) or "—"
+            table.add_row(
+                f"{d.role}\n{d.title}", msg(lang, "no roster: {members}", members=members)
+            )
             continue
         contact = "\n".join(x for x in (d.phone, d.email, d.chat) if x) or "—"
         shift = f"{d.since:%Y-%m-%d %H:%M} → {d.until:%Y-%m-%d %H:%M %Z}"
         table.add_row(
             f"{d.role}\n{d.title}",
-            f"{d.person}{' (override)' if d.override else ''}\n{d.display_name}",
+            f"{d.person}{msg(lang, ' (override)') if d.override else ''}\n{d.display_name}",
             contact,
             shift,
             d.next_person or "—",
@@ -126,12 +134,14 @@ def ack(
     from tasks.prefect_api import get_client
 
     settings = settings_for(state_dir)
+    lang = settings.language
     inv = load_inventory(settings.inventory_path())
     if person not in inv.people:
-        raise fail(f"--as: {person[:64]!r} is not a person in the inventory", 2)
+        why = msg(lang, "{person!r} is not a person in the inventory", person=person[:64])
+        raise fail(f"--as: {why}", 2)
     try:
         with api(settings), get_client(sync_client=True) as client:
-            said = acknowledge(client, run_id, person, inv, settings.reports_path)
+            said = acknowledge(client, run_id, person, inv, settings.reports_path, lang)
     except Refused as exc:
         raise fail(str(exc)) from None
     out.print(said, markup=False)
@@ -167,17 +177,21 @@ def incident_open(
     from inventory.loader import load_inventory
 
     settings = settings_for(state_dir)
+    lang = settings.language
     inv = load_inventory(settings.inventory_path())
     try:
-        alert = human_alert(inv, summary, person, plan, target, severity)
+        alert = human_alert(inv, summary, person, plan, target, severity, lang)
     except Refused as exc:
         raise fail(str(exc), 2) from None
     with api(settings):
         run_id = open_incident(
             settings.incident_deployment, alert, plan, target if plan is not None else None
         )
-    then = "" if plan is not None else "; tech support is paged to triage it"
-    out.print(f"incident {run_id} opened (reported by {person}){then}", markup=False)
+    then = "" if plan is not None else msg(lang, "; tech support is paged to triage it")
+    said = msg(
+        lang, "incident {run_id} opened (reported by {person})", run_id=run_id, person=person
+    )
+    out.print(said + then, markup=False)
 
 
 @incident_app.command("triage")
@@ -214,7 +228,7 @@ def incident_triage(
     }
     try:
         with api(settings), get_client(sync_client=True) as client:
-            said = triage(client, run_id, answer, inv)
+            said = triage(client, run_id, answer, inv, settings.language)
     except Refused as exc:
         raise fail(str(exc), 2) from None
     out.print(said, markup=False)

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from contingency.cli.common import Json, StateDir, api, emit_json, fail, out, settings_for
+from contingency.lang import msg
 
 security_app = typer.Typer(
     help="Security holds: a host under a security incident is left as it is (no automatic "
@@ -23,15 +24,17 @@ def holds(as_json: Json = False, state_dir: StateDir = None) -> None:
     from tasks.security.holds import read_all
 
     settings = settings_for(state_dir)
+    lang = settings.language
     with api(settings), get_client(sync_client=True) as client:
         found = read_all(client)
     if as_json:
         emit_json(found)
         return
     if not found:
-        out.print("no host is held")
+        out.print(msg(lang, "no host is held"))
         return
-    table = Table("host", "incident", "since (UTC)", "why", title="Security holds")
+    heads = ("host", "incident", "since (UTC)", "why")
+    table = Table(*(msg(lang, h) for h in heads), title=msg(lang, "Security holds"))
     for h in found:
         table.add_row(h.host, h.run_id, f"{h.since:%Y-%m-%d %H:%M}", h.reason)
     out.print(table)
@@ -54,17 +57,22 @@ def release(
     from tasks.security.holds import release as lift
 
     settings = settings_for(state_dir)
+    lang = settings.language
     inv = load_inventory(settings.inventory_path())
     who = inv.people.get(person)
     if who is None or RoleName.command_center not in who.roles:
-        raise fail(f"--as: {person[:64]!r} is not a command-center member", 2)
+        raise fail(
+            msg(lang, "--as: {person!r} is not a command-center member", person=person[:64]), 2
+        )
     if unisolate and host not in inv.hosts:
-        raise fail(f"{host[:64]!r} is not a host in the inventory", 2)
+        raise fail(msg(lang, "{host!r} is not a host in the inventory", host=host[:64]), 2)
     with api(settings), get_client(sync_client=True) as client:
         lifted = lift(client, host)
     if lifted is None:
-        raise fail(f"{host[:64]!r} is not held")
-    out.print(f"{host} released by {person} (held by incident {lifted.run_id})", markup=False)
+        raise fail(msg(lang, "{host!r} is not held", host=host[:64]))
+    said = msg(lang, "{host} released by {person} (held by incident {run_id})",
+               host=host, person=person, run_id=lifted.run_id)  # fmt: skip
+    out.print(said, markup=False)
     if unisolate:
         from inventory.errors import ContingencyError
         from tasks.ssh.run import get_connection
@@ -73,7 +81,9 @@ def release(
         try:
             res = get_connection(inv.host(host), settings).run(command, timeout=60)
         except ContingencyError as exc:
-            raise fail(f"isolation not lifted: {exc}") from None
+            raise fail(msg(lang, "isolation not lifted: {why}", why=exc)) from None
         if res.exit_code != 0:
-            raise fail(f"isolation not lifted: `{command}` exited {res.exit_code}")
-        out.print(f"{host}: isolation lifted (`{command}`)", markup=False)
+            why = f"`{command}` exited {res.exit_code}"
+            raise fail(msg(lang, "isolation not lifted: {why}", why=why))
+        said = msg(lang, "{host}: isolation lifted (`{command}`)", host=host, command=command)
+        out.print(said, markup=False)

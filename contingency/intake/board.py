@@ -366,9 +366,11 @@ def add_board(app: FastAPI, secret: bytes, auth_string: str | None, inventory: A
 
         def run() -> None:
             with get_client(sync_client=True) as client:
+                settings = get_settings()
                 acknowledge(
-                    client, form.get("run_id", ""), person, inv, get_settings().reports_path
-                )
+                    client, form.get("run_id", ""), person, inv, settings.reports_path,
+                    settings.language,
+                )  # fmt: skip
 
         try:
             await asyncio.to_thread(run)
@@ -385,7 +387,8 @@ def add_board(app: FastAPI, secret: bytes, auth_string: str | None, inventory: A
         target = form.get("target", "").strip() or None
         severity = form.get("severity", "").strip() or None
         try:  # a target named on the form is shown; tech support triages the plan
-            alert = human_alert(inv, form.get("text", ""), person, None, None, severity)
+            lang = get_settings().language
+            alert = human_alert(inv, form.get("text", ""), person, None, None, severity, lang)
         except Refused as exc:
             raise HTTPException(422, str(exc)) from None
         if target is not None:

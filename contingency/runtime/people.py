@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contingency.lang import msg
 from inventory.errors import Refused
 from inventory.models import Inventory, PlanName
 from inventory.routing import target_kind
@@ -15,28 +16,30 @@ from inventory.severity import levels_of
 from tasks.escalation import ACKED_AT, ACKED_BY, AWAIT_ACK, acknowledged
 
 
-def acknowledge(client: Any, run_id: str, person: str, inv: Inventory, reports: Path) -> str:
-    """Mark incident ``run_id`` acknowledged by ``person``; the answer to show. A second
-    acknowledgement says who was first and changes nothing."""
+def acknowledge(
+    client: Any, run_id: str, person: str, inv: Inventory, reports: Path, lang: str = "en"
+) -> str:
+    """Mark incident ``run_id`` acknowledged by ``person``; the answer to show (in
+    ``lang``). A second acknowledgement says who was first and changes nothing."""
     from prefect.exceptions import ObjectNotFound
 
     from contingency.runtime.escalation import append_section
 
-    try:
-        uid = uuid.UUID(run_id)
-    except ValueError:
-        raise Refused(f"{run_id[:64]!r} is not a flow run id (a UUID)") from None
+    uid = _run_id(run_id, lang)
     if person not in inv.people:
-        raise Refused(f"{person[:64]!r} is not a person in the inventory")
+        raise Refused(msg(lang, "{person!r} is not a person in the inventory", person=person[:64]))
     try:
         run = client.read_flow_run(uid)
     except ObjectNotFound:
-        raise Refused(f"unknown run {run_id}: Prefect has no such flow run") from None
+        raise Refused(
+            msg(lang, "unknown run {run_id}: Prefect has no such flow run", run_id=run_id)
+        ) from None
     if "incident" not in run.tags:
-        raise Refused(f"run {run_id} is not an incident")
+        raise Refused(msg(lang, "run {run_id} is not an incident", run_id=run_id))
     if (done := acknowledged(list(run.tags))) is not None:
         who, when = done
-        return f"already acknowledged by {who} at {when:%Y-%m-%d %H:%M:%S} UTC"
+        stamp = f"{when:%Y-%m-%d %H:%M:%S}"
+        return msg(lang, "already acknowledged by {who} at {when} UTC", who=who, when=stamp)
     now = datetime.now(UTC)
     mark = {f"{ACKED_BY}{person}", f"{ACKED_AT}{now.timestamp():.0f}"}
     client.update_flow_run(uid, tags=sorted((set(run.tags) - {AWAIT_ACK}) | mark))
@@ -44,7 +47,16 @@ def acknowledge(client: Any, run_id: str, person: str, inv: Inventory, reports: 
         append_section(
             client, client.read_flow_run(uid), "Acknowledged", f"By **{person}**.", reports
         )
-    return f"incident {run_id} acknowledged by {person}"
+    return msg(lang, "incident {run_id} acknowledged by {person}", run_id=run_id, person=person)
+
+
+def _run_id(run_id: str, lang: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(run_id)
+    except ValueError:
+        raise Refused(
+            msg(lang, "{run_id!r} is not a flow run id (a UUID)", run_id=run_id[:64])
+        ) from None
 
 
 def human_alert(
@@ -54,23 +66,31 @@ def human_alert(
     plan: str | None = None,
     target: str | None = None,
     severity: str | None = None,
+    lang: str = "en",
 ) -> dict[str, Any]:
     """The alert of a problem reported by ``person``; Refused lists every problem."""
     problems = []
     if person not in inv.people:
-        problems.append(f"{person[:64]!r} is not a person in the inventory")
+        problems.append(
+            msg(lang, "{person!r} is not a person in the inventory", person=person[:64])
+        )
     if not summary.strip():
-        problems.append("say what you see (summary)")
+        problems.append(msg(lang, "say what you see (summary)"))
     if plan is not None and target is None:
-        problems.append("--plan and --target go together (--target alone is a hint)")
+        problems.append(msg(lang, "--plan and --target go together (--target alone is a hint)"))
     if plan is not None and plan.partition(":")[0] not in {p.value for p in PlanName}:
         names = ", ".join(p.value for p in PlanName)
-        problems.append(f"plan {plan[:40]!r} is not a plan ({names})")
+        problems.append(
+            msg(lang, "plan {plan!r} is not a plan ({names})", plan=plan[:40], names=names)
+        )
     if target is not None and target_kind(target, inv) is None:
-        problems.append(f"target {target[:64]!r} is not in the inventory")
+        problems.append(msg(lang, "target {target!r} is not in the inventory", target=target[:64]))
     levels = [lv.name for lv in levels_of(inv)]
     if severity is not None and severity not in levels:
-        problems.append(f"severity {severity[:16]!r} is not a level ({', '.join(levels)})")
+        problems.append(
+            msg(lang, "severity {level!r} is not a level ({levels})", level=severity[:16],
+                levels=", ".join(levels))
+        )  # fmt: skip
     if problems:
         raise Refused("; ".join(problems))
     labels = {"alertname": "HumanReport", "reported_by": person}
@@ -107,7 +127,9 @@ def open_incident(
     return str(run.id)
 
 
-def triage(client: Any, run_id: str, answer: dict[str, str], inv: Inventory) -> str:
+def triage(
+    client: Any, run_id: str, answer: dict[str, str], inv: Inventory, lang: str = "en"
+) -> str:
     """Submit tech support's triage (``TriageInput`` fields) to an incident waiting for
     it; what happened. Checked here first (the flow checks again), then waits up to 30 s
     for the incident to take it."""
@@ -117,35 +139,47 @@ def triage(client: Any, run_id: str, answer: dict[str, str], inv: Inventory) -> 
 
     from tasks.gate.triage import AWAIT_TRIAGE, TRIAGED, TriageInput, triage_refusal
 
-    try:
-        uid = uuid.UUID(run_id)
-    except ValueError:
-        raise Refused(f"{run_id[:64]!r} is not a flow run id (a UUID)") from None
+    uid = _run_id(run_id, lang)
     form = TriageInput(**answer)
     if reason := triage_refusal(form, inv):
         raise Refused(reason)
     try:
         run = client.read_flow_run(uid)
     except ObjectNotFound:
-        raise Refused(f"unknown run {run_id}: Prefect has no such flow run") from None
+        raise Refused(
+            msg(lang, "unknown run {run_id}: Prefect has no such flow run", run_id=run_id)
+        ) from None
     if AWAIT_TRIAGE not in run.tags or run.state is None or not run.state.is_paused():
         state = run.state.name if run.state else "unknown"
-        raise Refused(f"incident {run_id} is not waiting for triage (state {state})")
+        raise Refused(
+            msg(lang, "incident {run_id} is not waiting for triage (state {state})",
+                run_id=run_id, state=state)
+        )  # fmt: skip
     key = run.state.state_details.pause_key
     result = client.resume_flow_run(uid, run_input=form.model_dump(exclude={"code"}))
     if str(getattr(result.status, "value", result.status)).upper() != "ACCEPT":
         why = getattr(result.details, "reason", "") or str(result.status)
-        raise Refused(f"Prefect refused the answer: {why}")
+        raise Refused(msg(lang, "Prefect refused the answer: {why}", why=why))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         time.sleep(0.5)
         run = client.read_flow_run(uid)
         if TRIAGED in run.tags:
-            what = f"plan {form.plan} on {form.target}" if form.plan else "by hand (no plan)"
-            return f"incident {run_id} triaged by {form.person}: {what}"
+            what = (
+                msg(lang, "plan {plan} on {target}", plan=form.plan, target=form.target)
+                if form.plan
+                else msg(lang, "by hand (no plan)")
+            )
+            return msg(lang, "incident {run_id} triaged by {person}: {what}",
+                       run_id=run_id, person=form.person, what=what)  # fmt: skip
         state = run.state
         if state is not None and state.is_paused() and state.state_details.pause_key != key:
-            raise Refused(f"incident {run_id} refused the triage: its form says why")
+            raise Refused(
+                msg(lang, "incident {run_id} refused the triage: its form says why", run_id=run_id)
+            )
         if state is not None and state.is_final():
-            raise Refused(f"incident {run_id} ended ({state.name}) before taking the triage")
-    raise Refused(f"incident {run_id} did not take the triage within 30 s")
+            raise Refused(
+                msg(lang, "incident {run_id} ended ({state}) before taking the triage",
+                    run_id=run_id, state=state.name)
+            )  # fmt: skip
+    raise Refused(msg(lang, "incident {run_id} did not take the triage within 30 s", run_id=run_id))

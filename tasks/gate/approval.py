@@ -36,11 +36,11 @@ Decision = Literal["approve", "reject", "expired", "cleared"]
 
 class ApprovalInput(RunInput):
     decision: Decision = Field(
-        description="approve or reject (expired / cleared are set by the system)"
+        description="approve or reject (批准/驳回); expired / cleared are set by the system"
     )
-    approver: str = Field(description="your name in the inventory (command center)")
-    code: str = Field(description="the one-time code sent to you personally")
-    comment: str = Field("", description="why")
+    approver: str = Field(description="your name in the inventory, command center (审批人)")
+    code: str = Field(description="the one-time code sent to you personally (一次性审批码)")
+    comment: str = Field("", description="why (审批意见)")
     choice: str = Field(
         "",
         description="only where the plan offers choices (e.g. a restore point): the one "

@@ -40,15 +40,17 @@ TRIAGED = "triaged"
 
 
 class TriageInput(RunInput):
-    person: str = Field(description="your name in the inventory (tech support)")
+    person: str = Field(description="your name in the inventory, tech support (判断人)")
     plan: str = Field(
         "",
-        description="the plan that fits: software_crash, data_loss, network_outage, "
+        description="the plan that fits (适用预案): software_crash, data_loss, network_outage, "
         "hardware_failure or runbook:NAME; empty = none fits, a person handles it by hand",
     )
-    target: str = Field("", description="the service, host, link or dataset it acts on")
-    severity: str = Field("", description="the severity level; empty = as the rules classify")
-    note: str = Field("", description="what you found")
+    target: str = Field("", description="the service, host, link or dataset it acts on (目标)")
+    severity: str = Field(
+        "", description="the severity level (事件级别); empty = as the rules classify"
+    )
+    note: str = Field("", description="what you found (判断说明)")
     code: str = Field("", description="set by the system only (leave empty)")
 
 

@@ -45,18 +45,20 @@ class RootCause(StrEnum):
 
 
 class FollowUp(BaseModel):
-    action: str = Field(min_length=3, max_length=500, description="what will be done")
-    owner: str = Field(description="a person in the inventory")
-    due: date = Field(description="due date (YYYY-MM-DD)")
+    action: str = Field(min_length=3, max_length=500, description="what will be done (整改措施)")
+    owner: str = Field(description="a person in the inventory (负责人)")
+    due: date = Field(description="due date, YYYY-MM-DD (截止日期)")
 
 
 class ReviewInput(RunInput):
-    reviewer: str = Field("", description="your name in the inventory (optional)")
-    category: RootCause = Field(description="root cause category")
-    root_cause: str = Field(min_length=3, max_length=4000, description="what caused it")
-    went_well: str = Field("", max_length=4000, description="what went well")
-    went_badly: str = Field("", max_length=4000, description="what went badly")
-    actions: list[FollowUp] = Field(default_factory=list, description="follow-up actions")
+    reviewer: str = Field("", description="your name in the inventory, optional (复盘人)")
+    category: RootCause = Field(description="root cause category (根本原因类别)")
+    root_cause: str = Field(min_length=3, max_length=4000, description="what caused it (根本原因)")
+    went_well: str = Field("", max_length=4000, description="what went well (处置得当之处)")
+    went_badly: str = Field("", max_length=4000, description="what went badly (不足之处)")
+    actions: list[FollowUp] = Field(
+        default_factory=list, description="follow-up actions (整改措施)"
+    )
 
 
 def problems(review: ReviewInput, inv: Inventory) -> list[str]:

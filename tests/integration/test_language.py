@@ -13,7 +13,7 @@ from contingency.cli.alerts import alertmanager_payload
 from contingency.lab.inbox import read
 from contingency.lab.launcher import crash_service
 from contingency.runtime.waiting import wait_for_run
-from tests.fixtures_stack import Stack, pointed_at, start_stack, stop_stack, wait_for
+from tests.fixtures_stack import Stack, cli, pointed_at, start_stack, stop_stack, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +59,12 @@ def test_a_zh_stack_reports_and_pages_in_chinese(zh_stack: Stack) -> None:
     assert "值班" in board.text and "报告异常" in board.text
     ack = requests.get(f"{zh_stack.intake_url}/ack/{run_id}", auth=(user, password), timeout=30)
     assert "<h1>确认接警</h1>" in ack.text and "确认接警</button>" in ack.text
+    zh = {"CONTINGENCY_LANGUAGE": "zh"}
+    took = cli(zh_stack, "ack", run_id, "--as", "wang.fang", env=zh)
+    assert took.returncode == 0 and f"事件 {run_id} 已由 wang.fang 确认接警" in took.stdout
+    again = cli(zh_stack, "ack", run_id, "--as", "zhao.lei", env=zh)
+    assert "已由 wang.fang 于" in again.stdout and "UTC 确认接警" in again.stdout
+    duty = cli(zh_stack, "oncall", env=zh)
+    assert duty.returncode == 0 and "值班" in duty.stdout and "联系方式" in duty.stdout
+    bad = cli(zh_stack, "incident", "open", "--summary", " ", "--as", "nobody", env=zh)
+    assert bad.returncode == 2 and "'nobody' 不在清单人员中" in bad.stderr
