@@ -58,7 +58,9 @@ def test_up_renders_the_lab_inventory_and_down_removes_everything(
         inv = load_inventory(inv_dir)
         assert set(inv.links) == {"uplink-a", "uplink-b"}
         assert inv.host("lab-router").host_key and inv.host_failover["hw-a"].standby == "hw-b"
-        assert {r.name for r in inv.routing} == {"link-down", "link-up", "host-down"}
+        names = {r.name for r in inv.routing}
+        assert names == {"link-down", "link-up", "host-down", "security-incident"}
+        assert inv.security == {}  # no lab S3 here (no datasets.yaml): nothing to keep evidence in
     finally:
         gone = stop_netlabs(settings)
     assert made <= set(gone)
