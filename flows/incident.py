@@ -269,7 +269,8 @@ def _ladder(level: SeverityLevel | None, inv: Inventory | None) -> str | None:
     try:
         with get_client(sync_client=True) as client:
             run = retry_api(lambda: client.read_flow_run(flow_run.id), "read the run's tags")
-        return ladder_markdown(run, inv)
+            steps = retry_api(lambda: _step_deliveries(client), "read the escalation steps")
+        return ladder_markdown(run, inv, steps)
     except Exception as exc:  # noqa: BLE001 - the report matters more than this section
         get_run_logger().warning("acknowledgement section not read: %s", type(exc).__name__)
         return None
@@ -321,6 +322,26 @@ def _triage(
         timeline.add("severity", _severity_row(new))
     rails.tag_run(TRIAGED, f"severity:{new.name}", drop=("severity:",))
     return triage, decision, new
+
+
+def _step_deliveries(client: object) -> list[str]:
+    """The escalation steps the reconciler took while this run was running (their
+    notification tables, kept as artifacts on the run), oldest first."""
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    from tasks.escalation import STEP_ARTIFACT
+
+    found = client.read_artifacts(  # type: ignore[attr-defined]
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]),
+            key=ArtifactFilterKey(like_=f"{STEP_ARTIFACT}%"),
+        )
+    )
+    return [str(a.data) for a in sorted(found, key=lambda a: a.key or "")]
 
 
 def _severity_row(level: SeverityLevel | None) -> str:

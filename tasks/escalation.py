@@ -21,6 +21,8 @@ ACKED_BY = "acked-by:"
 ACKED_AT = "acked-at:"
 STEP = "escalated:"
 STEPS = ("the next person on duty", "the backup", "the command center")
+STEP_ARTIFACT = "escalation-"
+"""Key prefix of a step's deliveries, kept on a run that had not ended yet."""
 
 
 def due_step(elapsed_min: float, ladder: list[float]) -> int:
@@ -71,8 +73,9 @@ def acknowledged(tags: list[str]) -> tuple[str, datetime] | None:
     return who, when
 
 
-def ladder_markdown(run: Any, inv: Inventory) -> str:
-    """The report section: the level's ladder, the steps taken, the acknowledgement."""
+def ladder_markdown(run: Any, inv: Inventory, deliveries: list[str] | None = None) -> str:
+    """The report section: the level's ladder, the steps taken, the acknowledgement;
+    ``deliveries``: each step's notification table, where the run had them."""
     tags = list(run.tags)
     level = level_of(tags, inv)
     taken = int(tag_value(tags, STEP) or 0)
@@ -95,4 +98,6 @@ def ladder_markdown(run: Any, inv: Inventory) -> str:
         lines.append(f"- acknowledged by **{who}** at {when:%H:%M:%S} UTC{after}")
     elif AWAIT_ACK in tags:
         lines.append("- not acknowledged yet: `contingency ack RUN --as NAME`")
+    for table in deliveries or []:
+        lines += ["", table]
     return "\n".join(lines)

@@ -29,6 +29,7 @@ from inventory.severity import SeverityLevel
 from tasks.escalation import (
     AWAIT_ACK,
     STEP,
+    STEP_ARTIFACT,
     STEPS,
     acknowledged,
     due_step,
@@ -85,7 +86,21 @@ def escalate(client: Any, inv_loader: Any, now: datetime | None = None) -> list[
         done.append(f"{run.name}: no acknowledgement; escalated to {STEPS[step - 1]}")
         if state is not None and state.is_final():
             append_section(client, run, f"Escalation step {step}", deliveries)
+        else:  # the run's own report lists it (flows/incident.py reads these artifacts)
+            _keep_for_the_report(client, run, step, deliveries)
     return done
+
+
+def _keep_for_the_report(client: Any, run: Any, step: int, deliveries: str) -> None:
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    client.create_artifact(
+        ArtifactCreate(
+            key=f"{STEP_ARTIFACT}{str(run.id)[:8]}-{step}", type="markdown",
+            data=f"Step {step}:\n\n{deliveries}", description=f"escalation step {step}",
+            flow_run_id=run.id,
+        )
+    )  # fmt: skip
 
 
 def _page(run: Any, inv: Inventory, level: SeverityLevel, step: int, now: datetime) -> str:

@@ -166,7 +166,8 @@ def test_nobody_acknowledges_the_next_person_then_the_backup_then_the_command_ce
         30,
         "step 3 in the report",
     )
-    assert "Escalation step 1" in report and "Escalation step 2" in report
+    for n in (1, 2):  # appended after the run ended, or (a busy machine) in its own report
+        assert f"Escalation step {n}" in report or f"Step {n}:" in report, report
     assert f"person-{str(nxt).replace('.', '-')}" in report  # the channel's secret name
     from tasks.prefect_api import get_client
 

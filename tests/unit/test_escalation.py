@@ -58,3 +58,6 @@ def test_the_report_section_lists_the_steps_taken_and_the_acknowledgement() -> N
         tags=["incident", "severity:IV", "await-ack"], start_time=start, expected_start_time=start
     )
     assert "not acknowledged yet" in ladder_markdown(waiting, INV)
+    steps = ["Step 1:\n\n| time | event |", "Step 2:\n\n| time | event |"]
+    with_deliveries = ladder_markdown(run, INV, steps)
+    assert with_deliveries.index("Step 1:") < with_deliveries.index("Step 2:")
