@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -76,6 +76,9 @@ def _register_data_commands() -> None:
     from contingency.cli.security import security_app
 
     app.add_typer(security_app, name="security")
+    from contingency.cli.training import training_app
+
+    app.add_typer(training_app, name="training")
     from contingency.cli.components import register
 
     register(app)
@@ -402,6 +405,26 @@ def _drill_results(state_dir: Path | None) -> list[list[str]] | None:
         return None
 
 
+def _training(state_dir: Path | None) -> list[Any] | None:
+    """Training records from the stack's Prefect API; None if it is not reachable."""
+    from contingency.runtime.api import api_target
+    from inventory.errors import NotConfigured
+
+    try:
+        api_target(_settings(state_dir))
+    except NotConfigured:
+        return None
+    try:
+        from tasks.prefect_api import get_client
+        from tasks.report.training import read_all
+
+        with _api(state_dir), get_client(sync_client=True) as client:
+            return read_all(client)
+    except Exception as exc:  # noqa: BLE001 - the document is still generated without them
+        err.print(f"training records unavailable ({type(exc).__name__}); generating without")
+        return None
+
+
 @plans_app.command("doc")
 def plans_doc(
     lang: Annotated[str, typer.Option(help="zh or en")] = "en",
@@ -425,7 +448,7 @@ def plans_doc(
     except InventoryError as exc:
         err.print(str(exc), markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    text = render(inv, lang, last_results=_drill_results(state_dir))
+    text = render(inv, lang, last_results=_drill_results(state_dir), training=_training(state_dir))
     text = to_html(text, lang) if fmt == "html" else text
     if output:
         output.write_text(text, encoding="utf-8")

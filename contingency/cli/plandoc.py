@@ -206,6 +206,8 @@ def render(
     lang: str = "en",
     prefect_yaml: Path | None = None,
     last_results: list[list[str]] | None = None,
+    training: list[Any] | None = None,
+    due_days: int = 365,
 ) -> str:
     """The plan document as markdown, in ``lang`` (``en`` or ``zh``).
 
@@ -270,10 +272,37 @@ def render(
         out += ["", t["drills_datasets"], ""] + _table(t["drills_head"], drilled)
     out += ["", t["last_results"], ""]
     out += _table(t["results_head"], last_results) if last_results else [t["no_results"]]
+    out += ["", t["training_title"], ""]
+    out += _training(inv, t, training, due_days)
     out += ["", f"## {t['s6']}", ""]
     history = _history()
     out += _table(t["history_head"], history) if history else [t["no_history"]]
     return "\n".join(out) + "\n"
+
+
+def _training(
+    inv: Inventory, t: dict[str, Any], sessions: list[Any] | None, days: int
+) -> list[str]:
+    """Section 5's training records and who is due (``tasks/report/training.py``)."""
+    from tasks.report.training import due
+
+    if sessions is None:
+        return [t["no_training"]]
+    rows = [
+        [f"{s.date}", s.kind, s.topic, s.trainer, ", ".join(s.attendees), s.material or "—"]
+        for s in sessions
+    ]
+    out = _table(t["training_head"], rows) if rows else [t["no_training"]]
+    late = [r for r in due(list(inv.people), sessions, datetime.now(UTC).date(), days)
+            if r.training_due or r.drill_due]  # fmt: skip
+    if late:
+        out += ["", t["due_title"].format(days=days), ""]
+        out += _table(
+            t["due_head"],
+            [[r.person, str(r.last_training or t["never"]), str(r.last_drill or t["never"])]
+             for r in late],
+        )  # fmt: skip
+    return out
 
 
 def to_html(markdown_text: str, lang: str) -> str:
