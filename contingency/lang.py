@@ -1,6 +1,7 @@
 """The shell's own messages in zh (``CONTINGENCY_LANGUAGE=zh``), in the plan's terms:
 the CLI commands the plan's people use (``oncall``, ``ack``, ``incident``, ``actions``,
-``security``) and the board's answers, which share them.
+``security``, ``gates``, ``approve``/``reject``, ``freeze``/``thaw``) and the board's
+answers, which share them.
 
 The English text is the key; ``{fields}`` are filled after the lookup, so what a person
 or the system wrote (names, ids, summaries, reasons from Prefect) stays as written.
@@ -76,6 +77,26 @@ ZH: dict[str, str] = {
     ),
     "{action_id} is already {state}": "{action_id} 已是{state}状态",
     "follow-up {action_id} {state}": "整改措施 {action_id}：{state}",
+    # sign-off (审批) and the kill switch
+    "approve": "批准",
+    "reject": "驳回",
+    "{decision} submitted for {run_id}; the flow checks the approver and code "
+    "(see its log and report)": (
+        "已提交对 {run_id} 的{decision}决定；流程将核对审批人和验证码（见其日志和报告）"
+    ),
+    "re-opened {run_id} as incident {new}; the command center is asked again": (
+        "已将 {run_id} 重新立案为事件 {new}；将再次请应急指挥中心审批"
+    ),
+    "flow run": "运行记录",
+    "waiting": "已等待",
+    "expires (UTC)": "截止时间 (UTC)",
+    " (process gone: being re-opened)": "（进程已退出：正在重新立案）",
+    "{minutes} min": "{minutes} 分钟",
+    "no open gates": "当前没有等待审批的事件",
+    "frozen by {name}: {reason} — plans only plan and notify": (
+        "已由 {name} 冻结：{reason}——预案只制定方案并通知，不执行"
+    ),
+    "thawed: plans act again": "已解冻：预案恢复执行",
     # security holds (安全事件)
     "Security holds": "安全锁定",
     "host": "主机",

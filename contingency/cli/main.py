@@ -11,6 +11,7 @@ from rich.markdown import Markdown
 
 from contingency.cli.common import Json, StateDir, emit_json, fail, settings_for
 from contingency.cli.errors import Guarded
+from contingency.lang import msg
 from inventory.settings import Settings
 
 if TYPE_CHECKING:
@@ -228,10 +229,10 @@ def _decide(
     except (RuntimeError, ValueError) as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
-    out.print(
-        f"{decision} submitted for {run_id}; the flow checks the approver and code "
-        "(see its log and report)"
-    )
+    lang = _settings(state_dir).language
+    said = msg(lang, "{decision} submitted for {run_id}; the flow checks the approver and code "
+               "(see its log and report)", decision=msg(lang, decision), run_id=run_id)  # fmt: skip
+    out.print(said, markup=False)
 
 
 @app.command()
@@ -286,22 +287,26 @@ def gates(
         except RuntimeError as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from None
-        out.print(f"re-opened {run_id} as incident {new}; the command center is asked again")
+        lang = _settings(state_dir).language
+        out.print(msg(lang, "re-opened {run_id} as incident {new}; the command center is asked "
+                      "again", run_id=run_id, new=new))  # fmt: skip
         return
+    lang = _settings(state_dir).language
     with _api(state_dir):
         rows = open_gates()
     if as_json:
         emit_json(rows)
         return
-    table = Table("flow run", "incident", "waiting", "expires (UTC)")
+    table = Table(*(msg(lang, h) for h in ("flow run", "incident", "waiting", "expires (UTC)")))
+    gone = msg(lang, " (process gone: being re-opened)")
     for g in rows:
         table.add_row(
             g.flow_run_id,
-            g.name + ("" if g.live else " [yellow](process gone: being re-opened)[/]"),
-            f"{g.age_s / 60:.1f} min",
+            g.name + ("" if g.live else f" [yellow]{gone}[/]"),
+            msg(lang, "{minutes} min", minutes=f"{g.age_s / 60:.1f}"),
             f"{g.expires_at:%H:%M:%S}" if g.expires_at else "—",
         )
-    out.print(table if rows else "no open gates")
+    out.print(table if rows else msg(lang, "no open gates"))
 
 
 @app.command()
@@ -315,7 +320,10 @@ def freeze(
 
     with _api(state_dir):
         do_freeze(name, reason)
-    out.print(f"[red]frozen[/] by {name}: {reason} — plans only plan and notify")
+    lang = _settings(state_dir).language
+    said = msg(lang, "frozen by {name}: {reason} — plans only plan and notify",
+               name=name, reason=reason)  # fmt: skip
+    out.print(f"[red]{said}[/]")
 
 
 @app.command()
@@ -325,7 +333,7 @@ def thaw(state_dir: StateDir = None) -> None:
 
     with _api(state_dir):
         do_thaw()
-    out.print("[green]thawed[/]: plans act again")
+    out.print(f"[green]{msg(_settings(state_dir).language, 'thawed: plans act again')}[/]")
 
 
 @app.command("plan")
