@@ -160,7 +160,8 @@ def incident_open(
         str | None, typer.Option(help="the plan to run, if you know it (with --target)")
     ] = None,
     target: Annotated[
-        str | None, typer.Option(help="the service, host, link or dataset affected")
+        str | None,
+        typer.Option("--target", "--service", help="the service, host, link or dataset affected"),
     ] = None,
     severity: Annotated[
         str | None, typer.Option(help="a severity level of the inventory (I, II, III, IV)")

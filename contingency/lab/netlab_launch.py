@@ -35,6 +35,8 @@ def _state(settings: Settings) -> Path:
 def _render(name: str, inv_dir: Path, sections: dict[str, Any]) -> None:
     example = yaml.safe_load((EXAMPLE / name).read_text(encoding="utf-8"))
     data = {**sections, "routing": example.get("routing", [])}
+    if example.get("runbooks"):
+        data["runbooks"] = example["runbooks"]
     (inv_dir / name).write_text(HEADER.format(name) + yaml.safe_dump(data, sort_keys=False))
 
 

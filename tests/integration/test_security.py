@@ -36,7 +36,8 @@ def hw(lab_stack: Stack) -> Iterator[HardwareLab]:
     try:
         yield lab
     finally:
-        lab.topo.run("hwa", "nft", "delete", "table", "inet", "contingency_isolation", check=False)
+        for table in ("contingency_isolation", "contingency_block"):
+            lab.topo.run("hwa", "nft", "delete", "table", "inet", table, check=False)
         with get_client(sync_client=True) as client:
             release(client, "hw-a")
         lab.reset()
@@ -120,3 +121,28 @@ def test_evidence_then_two_approvals_then_isolation_and_a_hold_until_released(
     run = wait_for_run(again, timeout_s=120)
     assert run.state is not None and run.state.is_completed(), run.state
     assert "labctl restart portal" in _report(lab_stack, again)
+
+    # then people block an address through a runbook (its own sign-off): hw-b this time
+    from prefect.deployments import run_deployment
+
+    from contingency.cli.gates import decide
+    from tests.fixtures_stack import approval_code
+
+    block = run_deployment(
+        lab_stack.settings.incident_deployment,
+        timeout=0,
+        parameters={
+            "alert": {"fingerprint": uuid.uuid4().hex, "labels": {"alertname": "BlockAddress"}},
+            "plan": "runbook:block-address",
+            "target": "hw-a",
+            "options": {"address": hw.addresses["hw-b"]},
+        },
+        tags=["incident"],
+    )
+    block_id = str(block.id)  # type: ignore[union-attr]
+    wait_for(lambda: any(g.flow_run_id == block_id for g in open_gates()), 90, "its sign-off")
+    decide(block_id, "approve", "zhang.wei", approval_code(lab_stack, block_id), "block it")
+    run = wait_for_run(block_id, timeout_s=120)
+    assert run.state is not None and run.state.is_completed(), run.state
+    assert not _pings(hw, "hwb", hw_a) and _pings(hw, "root", hw_a)
+    assert f"ip saddr {hw.addresses['hw-b']} drop" in _report(lab_stack, block_id)
