@@ -479,7 +479,8 @@ def incident(
                     "triages it (plan, target, severity)"
                 ),
             )
-        timeline.add("routed" if decision.routed else "reported", decision.reason)
+        kind = "routed" if decision.routed else "reported" if to_triage else "unroutable"
+        timeline.add(kind, decision.reason)
         plan_name = decision.plan.value if decision.plan else None
         asked = alert.labels.get("severity") if alert.source == "human" else None
         level = classify(

@@ -146,4 +146,5 @@ def test_report_a_problem_from_the_board_acknowledge_it_from_the_page_then_triag
     report = (lab_stack.state_dir / "reports" / f"incident-{run_id}.md").read_text()
     assert f"chen.jie: {what}" in report
     assert "by_hand after" in report and "by **wang.fang**" in report
+    assert "| reported | reported by chen.jie" in report  # the timeline: not "unroutable"
     assert "acknowledged by **wang.fang**" in report

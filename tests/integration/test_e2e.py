@@ -88,6 +88,7 @@ def test_unknown_service_is_unroutable_and_escalated(lab_stack: Stack) -> None:
     assert run.state.name == "Escalated"
     report = (lab_stack.state_dir / "reports" / f"incident-{run_id}.md").read_text()
     assert "unroutable" in report and "No command was run." in report
+    assert "| unroutable |" in report  # the timeline says why, in its own words
 
 
 def test_bad_token_and_malformed_body_are_refused(lab_stack: Stack) -> None:
