@@ -26,17 +26,20 @@ from prefect.exceptions import PrefectHTTPStatusError
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import ConcurrencyLeaseHolder
     from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
+    from pydantic import BaseModel
 
 __all__ = [
     "acquire_slots_with_lease",
     "get_client",
     "maintain_lease",
+    "read_records",
     "release_slots_with_lease",
     "retry_api",
 ]
 
 log = logging.getLogger("contingency.api")
 T = TypeVar("T")
+M = TypeVar("M", bound="BaseModel")
 
 
 def _transient(exc: BaseException) -> bool:
@@ -120,3 +123,17 @@ def run_link(run_id: object) -> str:
         return url_for("flow-run", obj_id=str(run_id)) or ""
     except Exception:  # noqa: BLE001 - a link is a nicety
         return ""
+
+
+def read_records(client: object, prefix: str, model: type[M]) -> list[M]:
+    """Every Prefect variable named ``<prefix>…`` whose value is a valid ``model``, in
+    the API's order (the records kept as variables: follow-up actions, security holds,
+    training sessions); a value that does not validate is skipped."""
+    found = []
+    for var in client.read_variables():  # type: ignore[attr-defined]
+        if var.name.startswith(prefix) and isinstance(var.value, dict):
+            try:
+                found.append(model.model_validate(var.value))
+            except ValueError:
+                continue
+    return found

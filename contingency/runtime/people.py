@@ -21,19 +21,13 @@ def acknowledge(
 ) -> str:
     """Mark incident ``run_id`` acknowledged by ``person``; the answer to show (in
     ``lang``). A second acknowledgement says who was first and changes nothing."""
-    from prefect.exceptions import ObjectNotFound
 
     from contingency.runtime.escalation import append_section
 
     uid = _run_id(run_id, lang)
     if person not in inv.people:
         raise Refused(msg(lang, "{person!r} is not a person in the inventory", person=person[:64]))
-    try:
-        run = client.read_flow_run(uid)
-    except ObjectNotFound:
-        raise Refused(
-            msg(lang, "unknown run {run_id}: Prefect has no such flow run", run_id=run_id)
-        ) from None
+    run = _read_run(client, uid, lang)
     if "incident" not in run.tags:
         raise Refused(msg(lang, "run {run_id} is not an incident", run_id=run_id))
     if (done := acknowledged(list(run.tags))) is not None:
@@ -48,6 +42,18 @@ def acknowledge(
             client, client.read_flow_run(uid), "Acknowledged", f"By **{person}**.", reports
         )
     return msg(lang, "incident {run_id} acknowledged by {person}", run_id=run_id, person=person)
+
+
+def _read_run(client: Any, uid: uuid.UUID, lang: str) -> Any:
+    """The flow run, or Refused naming the id Prefect does not know."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return client.read_flow_run(uid)
+    except ObjectNotFound:
+        raise Refused(
+            msg(lang, "unknown run {run_id}: Prefect has no such flow run", run_id=str(uid))
+        ) from None
 
 
 def _run_id(run_id: str, lang: str) -> uuid.UUID:
@@ -135,20 +141,13 @@ def triage(
     for the incident to take it."""
     import time
 
-    from prefect.exceptions import ObjectNotFound
-
     from tasks.gate.triage import AWAIT_TRIAGE, TRIAGED, TriageInput, triage_refusal
 
     uid = _run_id(run_id, lang)
     form = TriageInput(**answer)
     if reason := triage_refusal(form, inv):
         raise Refused(reason)
-    try:
-        run = client.read_flow_run(uid)
-    except ObjectNotFound:
-        raise Refused(
-            msg(lang, "unknown run {run_id}: Prefect has no such flow run", run_id=run_id)
-        ) from None
+    run = _read_run(client, uid, lang)
     if AWAIT_TRIAGE not in run.tags or run.state is None or not run.state.is_paused():
         state = run.state.name if run.state else "unknown"
         raise Refused(

@@ -90,14 +90,9 @@ def record(client: Any, run_id: str, follow_ups: list[Any]) -> list[TrackedActio
 
 def read_all(client: Any) -> list[TrackedAction]:
     """Every tracked action, soonest due first."""
-    found = []
-    for var in client.read_variables():
-        if var.name.startswith(PREFIX) and isinstance(var.value, dict):
-            try:
-                found.append(TrackedAction.model_validate(var.value))
-            except ValueError:
-                continue
-    return sorted(found, key=lambda a: (a.due, a.id))
+    from tasks.prefect_api import read_records
+
+    return sorted(read_records(client, PREFIX, TrackedAction), key=lambda a: (a.due, a.id))
 
 
 def save(client: Any, action: TrackedAction) -> None:

@@ -66,14 +66,9 @@ def record(client: Any, session: TrainingSession) -> bool:
 
 
 def read_all(client: Any) -> list[TrainingSession]:
-    found = []
-    for var in client.read_variables():
-        if var.name.startswith(PREFIX) and isinstance(var.value, dict):
-            try:
-                found.append(TrainingSession.model_validate(var.value))
-            except ValueError:
-                continue
-    return sorted(found, key=lambda s: (s.date, s.id))
+    from tasks.prefect_api import read_records
+
+    return sorted(read_records(client, PREFIX, TrainingSession), key=lambda s: (s.date, s.id))
 
 
 def due(people: list[str], sessions: list[TrainingSession], today: date, days: int) -> list[Due]:

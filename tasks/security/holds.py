@@ -54,14 +54,9 @@ def read(client: Any, host: str) -> Hold | None:
 
 
 def read_all(client: Any) -> list[Hold]:
-    found = []
-    for var in client.read_variables():
-        if var.name.startswith(PREFIX) and isinstance(var.value, dict):
-            try:
-                found.append(Hold.model_validate(var.value))
-            except ValueError:
-                continue
-    return sorted(found, key=lambda h: h.since)
+    from tasks.prefect_api import read_records
+
+    return sorted(read_records(client, PREFIX, Hold), key=lambda h: h.since)
 
 
 def release(client: Any, host: str) -> Hold | None:
