@@ -3,8 +3,12 @@ and reading when an incident ran its first SSH command."""
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +17,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from rich.console import Console
 
+from contingency.lab.launcher import DEFAULT_SERVICE_PORTS
 from contingency.runtime.processes import free_port
 from contingency.runtime.stack import StackInfo, up
 from inventory.settings import Settings
@@ -23,7 +28,7 @@ def start_lab_stack(
 ) -> tuple[Settings, StackInfo]:
     """`contingency up --lab` in a fresh temporary state dir, every port free."""
     settings = Settings(state_dir=Path(tempfile.mkdtemp(prefix=prefix)))
-    ports = {"web": free_port(), "api": free_port(), "report": free_port()}
+    ports = {name: free_port() for name in DEFAULT_SERVICE_PORTS}
     info = up(
         settings,
         lab=True,
@@ -68,3 +73,16 @@ def incidents_labelled(key: str, value: str) -> list[FlowRun]:
             if len(page) < 200:
                 return found
             offset += 200
+
+
+@contextmanager
+def cpu_busy(n: int) -> Iterator[None]:
+    """``n`` CPU-busy processes (``yes > /dev/null``) beside the stack while inside."""
+    procs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(n)]
+    try:
+        time.sleep(0.5)  # let them take their share before anything is measured
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()

@@ -9,7 +9,8 @@ this measures the intake, the outbox and Prefect's API, not the plans.
 
 1. ack: ``--posts`` posts of 200 new unrelated alerts each (unroutable: no plan would
    act), one after the other, answered as soon as they are stored (``?wait=0``, the
-   default). Baseline, in the same run: one such post with ``?wait=25`` — the answer
+   default); then as many again with ``--busy`` (2) CPU-busy processes beside the stack.
+   Baseline, in the same run: one such post with ``?wait=25`` — the answer
    waits for every incident, which is what the intake did before the outbox. Then the
    time until every stored alert is an incident (dispatch throughput), and the peak RSS
    of the whole stack against its idle RSS.
@@ -19,7 +20,8 @@ this measures the intake, the outbox and Prefect's API, not the plans.
 3. kill -9: a post of 200 new alerts, the intake killed with SIGKILL right after its
    202, restarted by the supervisor: every alert ends as exactly one incident.
 
-    .venv/bin/python -m benchmarks.storm [--posts 5] [--hosts 40] [--phases ack,correlation,kill]
+    .venv/bin/python -m benchmarks.storm [--posts 5] [--busy 2] [--hosts 40]
+        [--phases ack,correlation,kill]
 
 Each figure is printed as soon as it is known, and all of them again at the end.
 
@@ -35,6 +37,7 @@ import os
 import shutil
 import signal
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -49,7 +52,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 from rich.console import Console
 
-from benchmarks.common import incidents_labelled
+from benchmarks.common import cpu_busy, incidents_labelled
 from benchmarks.intake_load import pct
 from contingency.cli.alerts import alertmanager_payload
 from contingency.intake.schemas import fingerprint_of
@@ -225,11 +228,16 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=5, help="200-alert posts for the ack figure")
     parser.add_argument("--hosts", type=int, default=40, help="hosts behind the cut link")
     parser.add_argument(
+        "--busy", type=int, default=2, help="CPU-busy processes for the second ack figure"
+    )
+    parser.add_argument(
         "--phases",
         default="ack,correlation,kill",
         help="which parts to run, comma-separated (default: all three)",
     )
     args = parser.parse_args()
+    # stopped (timeout, Ctrl-C from a supervisor): still stop the stack it started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     if not phases or phases - {"ack", "correlation", "kill"}:
         parser.error("--phases: a comma-separated list of ack, correlation, kill")
@@ -268,19 +276,33 @@ def main() -> None:
                         f"p99 {ms(pct(acks, 0.99))}, max {ms(max(acks))} (target p99 ≤ 50 ms); "
                         f"all: {', '.join(ms(a) for a in acks)}"
                     )
-                    drain = drained(url, 1800)
+                    if args.busy:
+                        console.print(f"ack again, with {args.busy} CPU-busy processes beside")
+                        with cpu_busy(args.busy):
+                            busy = [
+                                post(url, token, unrelated(run, 200, 200 * (args.posts + k)))[0]
+                                for k in range(args.posts)
+                            ]
+                        say(
+                            f"ack with {args.busy} CPU-busy processes beside the stack: "
+                            f"p50 {ms(statistics.median(busy))}, p99 {ms(pct(busy, 0.99))} "
+                            f"(ratio to idle p99 {pct(busy, 0.99) / pct(acks, 0.99):.2f}); "
+                            f"all: {', '.join(ms(a) for a in busy)}"
+                        )
+                    drain = drained(url, 3600)
                 console.print("ack baseline: one post of 200 with ?wait=25")
                 base_run = uuid.uuid4().hex[:8]
                 base, answer = post(url, token, unrelated(base_run, 200), wait=25)
                 known = sum(1 for i in answer["incidents"] if i["flow_run_id"])
                 drained(url, 900)
                 made = runs_of(run)
+                stored = 200 * args.posts * (2 if args.busy else 1)
                 say(
                     f"baseline, the answer waiting for the incidents (?wait=25): {base:.2f} s "
                     f"({known}/200 incidents known by then); ratio {base / pct(acks, 0.99):.0f}x",
-                    f"dispatch: {200 * args.posts} stored alerts → incidents in {drain:.1f} s "
-                    f"({200 * args.posts / drain:.0f}/s); incidents in Prefect: {len(made)} "
-                    f"(must be {200 * args.posts}), any twice: {any(c > 1 for c in made.values())}",
+                    f"dispatch: {stored} stored alerts → incidents in {drain:.1f} s "
+                    f"({stored / drain:.0f}/s); incidents in Prefect: {len(made)} "
+                    f"(must be {stored}), any twice: {any(c > 1 for c in made.values())}",
                     f"stack RSS: idle {idle:.0f} MB, peak during the posts {peak.peak:.0f} MB "
                     f"(ratio {peak.peak / idle:.2f}, target ≤ 2)",
                 )

@@ -111,6 +111,13 @@ ZH: dict[str, str] = {
     ),
     "{host}: isolation lifted (`{command}`)": "{host}：已解除隔离（`{command}`）",
     "isolation not lifted: {why}": "未能解除隔离：{why}",
+    # the plan's periodic review (预案评审)
+    "review of version {version} by {person} recorded; next review due {due}": (
+        "已记录 {person} 对预案版本 {version} 的评审；下次评审日期 {due}"
+    ),
+    "review of version {version} by {person} already recorded; next review due {due}": (
+        "{person} 对预案版本 {version} 的评审此前已记录；下次评审日期 {due}"
+    ),
 }
 
 

@@ -100,7 +100,8 @@ def drill_dataset(name: str, ds: Dataset, inv: Inventory) -> DrillResult:
         misses.append(f"RTO missed: {rto:.1f}s > {ds.rto_s}s")
     if rpo > ds.rpo_s:
         misses.append(f"RPO missed: backup is {rpo:.0f}s old > {ds.rpo_s}s")
-    reason = res.reason if not res.ok else "; ".join(misses) or "restored and verified"
+    via = f" (via {res.via}" + (f"; direct failed: {res.fallback})" if res.fallback else ")")
+    reason = (res.reason if not res.ok else "; ".join(misses) or "restored and verified") + via
     return base.model_copy(
         update={"ok": res.ok, "met_targets": not misses, "rto_s": round(rto, 2), "reason": reason}
     )
@@ -327,7 +328,7 @@ def game_day(
         recover_target_s=recover_target_s,
     )  # fmt: skip
     try:
-        fault = plan_fault(scenario, target, inv)
+        fault = plan_fault(scenario, target, inv, window_s=recover_target_s * 3)
         if not healthy(fault, inv):
             raise FaultRefused(f"{target} is not healthy before the drill; nothing injected")
         injected, detected = inject_and_time(fault, inv, probe_interval_s, detect_target_s * 4)

@@ -19,6 +19,7 @@ Example (``datasets.yaml``)::
         location: {bucket: backups, prefix: orders-db, endpoint: "http://127.0.0.1:8333",
                    key_id_ref: lab-s3-key-id, key_ref: lab-s3-key}
         drill: {host: db-1, path: /srv/drills/orders-db}
+        restore_via: auto      # sftp (default) | direct | auto — see Dataset.restore_via
 
     >>> ds = Dataset.model_validate({"host": "h", "path": "/d/x.db", "format": "sqlite",
     ...     "location": {"bucket": "bkp", "prefix": "x", "endpoint": "http://s3:8333",
@@ -30,7 +31,7 @@ Example (``datasets.yaml``)::
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -40,6 +41,9 @@ Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]  # as inven
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+RestoreVia = Literal["sftp", "direct", "auto"]
+"""How a restore gets the backup onto the host (see `Dataset.restore_via`)."""
 
 SUFFIX = {"file": "bin", "tar": "tar", "tar.gz": "tar.gz", "sqlite": "sqlite"}
 
@@ -67,6 +71,9 @@ class BackupLocation(_Model):
     """Name of the secret holding the access key id."""
     key_ref: Name
     """Name of the secret holding the secret access key."""
+    host_endpoint: str | None = Field(default=None, pattern=r"^https?://")
+    """The endpoint as the dataset's hosts reach it, for direct restores (the pre-signed
+    URL is signed for this address); default ``endpoint``."""
 
 
 class DrillTarget(_Model):
@@ -93,6 +100,14 @@ class Dataset(_Model):
     rpo_s: int = Field(default=86400, gt=0)
     rto_s: int = Field(default=3600, gt=0)
     drill: DrillTarget | None = None
+    restore_via: RestoreVia = "sftp"
+    """``sftp``: this process streams the object from the store to the host over SFTP
+    (the default: it needs nothing on the host but sshd). ``direct``: the host itself
+    downloads the object with ``curl`` from a short-lived pre-signed URL (it must reach
+    ``location.host_endpoint`` or ``endpoint``); a failed download fails the restore.
+    ``auto``: direct, and if the host cannot fetch (no curl, store unreachable, HTTP
+    error, SHA-256 mismatch) the reason is logged and the restore falls back to SFTP.
+    Every check after the download is the same for all three."""
 
     @model_validator(mode="after")
     def _format_fits_kind(self) -> Dataset:

@@ -25,6 +25,7 @@ from inventory.correlation import CorrelationRule
 from inventory.datasets import Dataset
 from inventory.duty import Roster
 from inventory.errors import InventoryError
+from inventory.groups import HostGroup
 from inventory.models import (
     GatePolicy,
     Host,
@@ -37,9 +38,11 @@ from inventory.models import (
     Service,
 )
 from inventory.network import HostFailover, Link
+from inventory.revisions import Revision
 from inventory.runbooks import Runbook
 from inventory.security import SecurityPolicy
 from inventory.severity import PLANS, ROLES, SeverityLevel
+from inventory.wording import Wording
 
 YPath = tuple[str | int, ...]
 NAMED_SECTIONS: dict[str, type[BaseModel]] = {
@@ -57,8 +60,11 @@ NAMED_SECTIONS: dict[str, type[BaseModel]] = {
     "severity": SeverityLevel,
     "rosters": Roster,
     "security": SecurityPolicy,
+    "changelog": Revision,
+    "wording": Wording,
+    "host_groups": HostGroup,
 }
-SECTIONS = (*NAMED_SECTIONS, "routing")
+SECTIONS = (*NAMED_SECTIONS, "routing", "ansible")
 
 _PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 _URL_PASSWORD_RE = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
@@ -137,13 +143,17 @@ def load_inventory(path: Path | str) -> Inventory:
     problems: list[Problem] = []
     docs = [doc for f in _files(Path(path), problems) if (doc := _read(f, problems))]
     collected = _collect(docs, problems)
-    objects = {s: _validate_section(entries, problems) for s, entries in collected.named.items()}
+    host_groups, by_group = _apply_groups(collected, problems)
+    instances = _expand_instances(collected, by_group, problems)
+    objects = {s: _validate_section(entries, problems)
+               for s, entries in collected.named.items() if s != "host_groups"}  # fmt: skip
+    objects["host_groups"] = host_groups  # validated once, by _apply_groups
     rules = [r for e in collected.routing if (r := _validate(RoutingRule, e, {}, problems))]
     problems.extend(_cross_check(collected))
-    if problems:
-        problems.sort(key=lambda p: (p.file, p.line or 0))
+    if problems:  # an instance's problem is its service's: said once
+        problems = sorted(dict.fromkeys(problems), key=lambda p: (p.file, p.line or 0))
         raise InventoryError(problems)
-    return Inventory(**objects, routing=rules)
+    return Inventory(**objects, routing=rules, instances=instances)
 
 
 def _files(path: Path, problems: list[Problem]) -> list[Path]:
@@ -169,7 +179,7 @@ def _read(path: Path, problems: list[Problem]) -> _Doc | None:
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(file=doc.file, message=f"cannot read file: {exc}"))
         return None
-    loader = yaml.SafeLoader(text)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml: 4× faster
     try:
         node = loader.get_single_node()
         if node is None:
@@ -266,6 +276,8 @@ def _collect(docs: list[_Doc], problems: list[Problem]) -> _Collected:
             section = str(key)
             if section == "routing":
                 out.routing += _collect_routing(doc, value, problems)
+            elif section == "ansible":
+                _collect_ansible(doc, value, out, problems)
             elif section in NAMED_SECTIONS:
                 _collect_named(doc, section, value, out.named[section], problems)
             elif not doc.is_secret((section,)):
@@ -273,6 +285,39 @@ def _collect(docs: list[_Doc], problems: list[Problem]) -> _Collected:
                 msg = f"unknown top-level key (expected one of: {expected})"
                 problems.append(doc.problem((section,), msg))
     return out
+
+
+def _collect_ansible(doc: _Doc, value: Any, out: _Collected, problems: list[Problem]) -> None:
+    """The hosts and groups of the Ansible inventory the ``ansible`` section names
+    (``inventory/ansible.py``), as if written in ``hosts`` and ``host_groups``."""
+    from inventory import ansible
+
+    if not isinstance(value, dict) or not isinstance(value.get("path"), str):
+        problems.append(doc.problem(("ansible",), "needs path: the Ansible inventory file"))
+        return
+    unknown = sorted(set(value) - {"path", "known_hosts", "key_secret"})
+    if unknown:
+        problems.append(doc.problem(("ansible", unknown[0]), "not path, known_hosts or key_secret"))
+        return
+    path = Path(doc.file).parent / value["path"]
+    try:
+        found = ansible.read(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(doc.problem(("ansible", "path"), f"cannot read {path}: {exc}"))
+        return
+    source = _Doc(file=str(path))
+    problems += [Problem(file=source.file, line=n, message=m) for n, m in found.problems]
+    defaults = {k: value[k] for k in ("known_hosts", "key_secret") if k in value}
+    groups = dict(found.groups)
+    if defaults:  # the section's defaults go under the Ansible inventory's own ``all``
+        raw, line = groups.get("all", ({"hosts": [], "children": [], "vars": {}}, 0))
+        own: dict[str, Any] = raw.get("vars") or {}
+        groups["all"] = ({**raw, "vars": {**defaults, **own}}, line or doc.line(("ansible",)) or 1)
+    for section, entries in (("hosts", found.hosts), ("host_groups", groups)):
+        for name, (_raw, line) in entries.items():
+            source.lines[(section, name)] = line
+        _collect_named(source, section, {n: raw for n, (raw, _) in entries.items()},
+                       out.named[section], problems)  # fmt: skip
 
 
 def _collect_routing(doc: _Doc, value: Any, problems: list[Problem]) -> list[_Entry]:
@@ -301,6 +346,74 @@ def _collect_named(
             problems.append(doc.problem(entry.path, f"duplicate name (first defined at {where})"))
             continue
         into[name] = entry
+
+
+def _apply_groups(
+    c: _Collected, problems: list[Problem]
+) -> tuple[dict[str, HostGroup], dict[str, set[str]]]:
+    """Fill each host's entry from its groups and ``all`` (``inventory/groups.py``);
+    returns the valid groups and each group's hosts (direct or through children)."""
+    from inventory import groups as g
+
+    entries = c.named["host_groups"]
+    valid: dict[str, HostGroup] = _validate_section(entries, problems)
+    if len(valid) < len(entries):
+        return valid, {}  # reported; the hosts are validated as written
+    for name, group in valid.items():
+        entry = entries[name]
+        for i, host in enumerate(group.hosts):
+            if host not in c.named["hosts"]:
+                problems.append(entry.doc.problem((*entry.path, "hosts", i),
+                                                  f"{host!r} is not a host"))  # fmt: skip
+        for i, child in enumerate(group.children):
+            if child not in valid or child == g.ALL:
+                problems.append(entry.doc.problem((*entry.path, "children", i),
+                                                  f"{child!r} is not a host group"))  # fmt: skip
+    if (loop := g.cycle(valid)) is not None:
+        entry = entries[loop[0]]
+        problems.append(entry.doc.problem(entry.path, "children form a cycle: "
+                                          + " → ".join(loop)))  # fmt: skip
+        return valid, {}
+    by_group = g.members(valid)
+    member, depth = g.membership(by_group), g.depths(valid)
+    for name, entry in c.named["hosts"].items():
+        if not isinstance(entry.raw, dict):
+            continue
+        if entry.raw.get("groups"):  # empty: a dumped Host model written back
+            msg = "a host's groups are given by host_groups, not by the host"
+            problems.append(entry.doc.problem((*entry.path, "groups"), msg))
+            continue
+        if valid:
+            entry.raw = g.merged(entry.raw, member.get(name, set()), valid, depth)
+    return valid, by_group
+
+
+def _expand_instances(
+    c: _Collected, by_group: dict[str, set[str]], problems: list[Problem]
+) -> dict[str, list[str]]:
+    """A service on a ``group`` or on ``hosts`` becomes one service per host, its
+    instances (``inventory/instances.py``); returns service → instance names."""
+    from inventory.instances import instance_entries
+
+    out: dict[str, list[str]] = {}
+    services = c.named["services"]
+    for name, entry in list(services.items()):
+        if not isinstance(entry.raw, dict) or not ({"group", "hosts"} & set(entry.raw)):
+            continue
+        made, errors = instance_entries(name, entry.raw, by_group, c.named["hosts"])
+        for where, message in errors:
+            problems.append(entry.doc.problem((*entry.path, *where), message))
+        if errors:
+            continue
+        del services[name]
+        for instance, raw in made.items():
+            if instance in services:
+                msg = f"instance {instance!r} of {name!r} is also a service of its own"
+                problems.append(entry.doc.problem(entry.path, msg))
+                continue
+            services[instance] = _Entry(entry.doc, entry.path, raw)
+        out[name] = sorted(made)
+    return out
 
 
 def _validate_section(entries: dict[str, _Entry], problems: list[Problem]) -> dict[str, Any]:
@@ -446,9 +559,16 @@ def _check_severity(c: _Collected) -> list[Problem]:
     return problems
 
 
+def _fleets(c: _Collected) -> set[str]:
+    """The services that run on many hosts (their instances name them)."""
+    return {str(e.raw["instance_of"]) for e in c.named["services"].values()
+            if isinstance(e.raw, dict) and e.raw.get("instance_of")}  # fmt: skip
+
+
 def _check_runbooks(c: _Collected) -> list[Problem]:
     """Runbook steps name hosts and services of the inventory; rules name runbooks."""
     problems = []
+    fleets = _fleets(c)
     for entry in c.named["runbooks"].values():
         steps = _raw_field(entry, "steps")
         for i, step in enumerate(steps if isinstance(steps, list) else []):
@@ -456,11 +576,16 @@ def _check_runbooks(c: _Collected) -> list[Problem]:
                 continue
             for key, section in (("host", "hosts"), ("service", "services")):
                 value = step.get(key)
-                if isinstance(value, str) and value not in c.named[section]:
-                    msg = (
-                        f"step {step.get('name')!r}: unknown {key} {value!r} (not under {section})"
-                    )
-                    problems.append(entry.doc.problem((*entry.path, "steps", i, key), msg))
+                if not isinstance(value, str) or value in c.named[section]:
+                    continue
+                name = step.get("name")
+                msg = f"step {name!r}: unknown {key} {value!r} (not under {section})"
+                if key == "service" and value in fleets:
+                    if step.get("kind") == "rolling":
+                        continue
+                    msg = (f"step {name!r}: {value!r} runs on many hosts; name one instance"
+                           f" ({value}.<host>) or use a rolling step")  # fmt: skip
+                problems.append(entry.doc.problem((*entry.path, "steps", i, key), msg))
             role = step.get("role", "operations")
             roles = c.named["roles"]  # an inventory that names roles must name this one
             if (
@@ -585,12 +710,17 @@ def _check_person_roles(c: _Collected) -> list[Problem]:
 
 
 def _check_routing(c: _Collected) -> list[Problem]:
+    """Targets exist (a runbook may target a service on many hosts: its rolling steps
+    act on each instance); rule names are unique."""
     problems = []
+    fleets = _fleets(c)
     seen: dict[str, _Entry] = {}
     for entry in c.routing:
         target, name = _raw_field(entry, "target"), _raw_field(entry, "name")
+        fleet = _raw_field(entry, "plan") == "runbook" and target in fleets
         if isinstance(target, str) and not (
-            target in c.named["services"]
+            fleet
+            or target in c.named["services"]
             or target in c.named["hosts"]
             or target in c.named["links"]
             or target in c.named["datasets"]

@@ -17,10 +17,13 @@ from inventory.correlation import CorrelationRule
 from inventory.datasets import Dataset
 from inventory.duty import Roster
 from inventory.errors import UnknownName
+from inventory.groups import HostGroup
 from inventory.network import HostFailover, Link
+from inventory.revisions import Revision
 from inventory.runbooks import Runbook
 from inventory.security import SecurityPolicy
 from inventory.severity import SeverityLevel
+from inventory.wording import Wording
 
 NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_RE)]
@@ -53,6 +56,8 @@ class Host(_Model):
     known_hosts: str | None = None
     """Path of a pinned known_hosts file used when ``host_key`` is not set."""
     labels: dict[str, str] = Field(default_factory=dict)
+    groups: list[Name] = Field(default_factory=list)
+    """The host groups it is in (set by the loader from ``host_groups``)."""
 
     @field_validator("host_key")
     @classmethod
@@ -146,6 +151,9 @@ class Service(_Model):
     verify: VerifyPolicy = VerifyPolicy()
     requires_approval: bool = False
     description: str = ""
+    instance_of: Name | None = None
+    """Set on an instance of a service that runs on a group or a list of hosts
+    (``inventory/instances.py``): that service's name."""
 
 
 class Person(_Model):
@@ -200,6 +208,8 @@ class RoutingRule(_Model):
     plan: PlanName
     target: Name | None = None
     target_label: str = "service"
+    instance_labels: list[str] = Field(default_factory=lambda: ["instance", "host"])
+    """For a service on many hosts: the labels naming the instance, tried in order."""
     requires_approval: bool = False
     runbook: Name | None = None
     """For ``plan: runbook``: which runbook (under ``runbooks``) runs."""
@@ -268,6 +278,14 @@ class Inventory(_Model):
     rosters: dict[str, Roster] = Field(default_factory=dict)
     """Duty rosters by role (``inventory/duty.py``)."""
     security: dict[str, SecurityPolicy] = Field(default_factory=dict)
+    changelog: dict[str, Revision] = Field(default_factory=dict)
+    wording: dict[str, Wording] = Field(default_factory=dict)
+    host_groups: dict[str, HostGroup] = Field(default_factory=dict)
+    """Host groups and the ``all`` defaults (``inventory/groups.py``)."""
+    instances: dict[str, list[str]] = Field(default_factory=dict)
+    """A service on many hosts → its instances (services of their own, set by the loader)."""
+    """The organisation's own words in the plan document (``inventory/wording.py``)."""
+    """The plan's own revisions, keyed by version (``inventory/revisions.py``)."""
     """The security-incident plan, by host or ``default`` (``inventory/security.py``)."""
 
     def host(self, name: str) -> Host:

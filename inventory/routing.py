@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from inventory.alert import Alert
+from inventory.instances import pick_instance
 from inventory.models import Inventory, PlanName, RoutingRule
 
 MAX_SHOWN = 80
@@ -60,7 +61,16 @@ def route(alert: Alert, inv: Inventory) -> RouteDecision:
     if name is None:
         why = f"alert has no label {_safe(rule.target_label)} to name the target"
         return _unroutable(rule, why)
-    kind = target_kind(name, inv)
+    fleet = name in inv.instances and rule.plan is PlanName.runbook and rule.target == name
+    if name in inv.instances and not fleet:  # a service on many hosts: which instance?
+        one = _instance(name, labels, rule, inv)
+        if one is None:
+            keys = " or ".join(_safe(k) for k in rule.instance_labels)
+            why = (f"{_safe(name)} runs on {len(inv.instances[name])} hosts and no label "
+                   f"{keys} names one of them")  # fmt: skip
+            return _unroutable(rule, why)
+        name = one
+    kind: TargetKind | None = "service" if fleet else target_kind(name, inv)
     if kind is None:
         return _unroutable(rule, f"{_safe(name)} is not a service or host in the inventory")
     return RouteDecision(
@@ -75,6 +85,16 @@ def route(alert: Alert, inv: Inventory) -> RouteDecision:
         + (f" ({rule.runbook})" if rule.runbook else "")
         + f" on {kind} {name!r}",
     )
+
+
+def _instance(
+    service: str, labels: dict[str, str], rule: RoutingRule, inv: Inventory
+) -> str | None:
+    hosts_of = {}
+    for instance in inv.instances[service]:
+        host = inv.services[instance].host
+        hosts_of[instance] = (host, inv.hosts[host].address if host in inv.hosts else host)
+    return pick_instance(hosts_of, labels, rule.instance_labels)
 
 
 def matches(rule: RoutingRule, labels: dict[str, str]) -> bool:

@@ -39,7 +39,23 @@ RoleValue = Literal[
 """inventory.models.RoleName's values (that module imports this one)."""
 
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
-StepKind = Literal["ssh", "probe", "approval", "notify", "http", "wait"]
+Texts = str | dict[Literal["en", "zh"], str]
+"""One text, or one per language: ``{en: ..., zh: ...}``."""
+
+
+def pick(value: Texts | None, lang: str) -> str:
+    """``value`` in ``lang`` (else English, else any)."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    texts: dict[str, str] = {str(k): v for k, v in value.items()}
+    return texts.get(lang) or texts.get("en") or next(iter(texts.values()), "")
+
+
+def _all(value: Texts | None) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value.values())
+
+
+StepKind = Literal["ssh", "probe", "approval", "notify", "http", "wait", "rolling"]
 
 
 class _Model(BaseModel):
@@ -115,7 +131,7 @@ class Param(_Model):
     """A full-match regex for str values."""
     min: float | None = None
     max: float | None = None
-    description: str = ""
+    description: Texts = ""
 
     @model_validator(mode="after")
     def _consistent(self) -> Param:
@@ -173,6 +189,7 @@ _FIELDS: dict[str, set[str]] = {
     "notify": {*_COMMON, "role", "message"},
     "http": {*_COMMON, "url", "method", "expect_status"},
     "wait": {*_COMMON, "seconds", "service"},
+    "rolling": {*_COMMON, "service", "batch_size", "max_unavailable", "stop_failure_pct"},
 }
 """The fields each kind of step takes (a typo'd or misplaced field is an error)."""
 
@@ -180,17 +197,26 @@ _FIELDS: dict[str, set[str]] = {
 class Step(_Model):
     name: Name
     kind: StepKind
-    description: str = ""
+    description: Texts = ""
     host: Name | None = None
     service: Name | None = None
     command: str | None = None
     role: RoleValue = "operations"
-    message: str | None = None
+    message: Texts | None = None
+    """The notice, in the plan's language (``CONTINGENCY_LANGUAGE``) when given in both."""
     url: str | None = Field(None, pattern=r"^https?://")
     method: Literal["GET", "POST", "PUT", "HEAD"] = "GET"
     expect_status: int = 200
     seconds: float | None = Field(None, ge=0, le=3600)
     timeout_s: float = Field(60, gt=0, le=3600)
+    batch_size: int = Field(1, ge=1, le=1000)
+    """rolling: instances restarted at once (at most ``max_unavailable``)."""
+    max_unavailable: int = Field(1, ge=1, le=1000)
+    """rolling: instances that may be down at once, counting those whose restart failed
+    and that are still unhealthy; when none is left, the rollout stops."""
+    stop_failure_pct: float = Field(0, ge=0, le=100)
+    """rolling: the rollout stops once more than this percentage of all instances
+    failed (0: at the first failure)."""
     on_failure: Literal["stop", "continue", "escalate"] = "stop"
     """stop: the runbook stops, the incident is escalated; continue: the failure is
     reported and the next step runs (a best-effort step); escalate: the command center
@@ -203,6 +229,7 @@ class Step(_Model):
             "probe": ("service",),
             "notify": ("message",),
             "http": ("url",),
+            "rolling": ("service",),
         }.get(self.kind, ())
         missing = [f for f in need if getattr(self, f) is None]
         if missing:
@@ -220,7 +247,7 @@ class Step(_Model):
     @property
     def changes(self) -> bool:
         """Steps that act on the estate (the rails are checked before the first)."""
-        return self.kind in ("ssh", "http") and not (
+        return self.kind in ("ssh", "http", "rolling") and not (
             self.kind == "http" and self.method in ("GET", "HEAD")
         )
 
@@ -228,8 +255,9 @@ class Step(_Model):
 class Runbook(_Model):
     name: Name
     title: dict[Literal["en", "zh"], str] = Field(default_factory=dict)
-    description: str | dict[Literal["en", "zh"], str] = ""
-    """One text, or one per language like the title."""
+    description: Texts = ""
+    """One text, or one per language like the title (so are parameters' and steps'
+    descriptions and notices' messages)."""
     parameters: dict[str, Param] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1)
 
@@ -242,7 +270,7 @@ class Runbook(_Model):
             if not re.fullmatch(r"[a-z_][a-z0-9_]*", p):
                 raise ValueError(f"parameter name {p!r}: lowercase letters, digits, _")
         for s in self.steps:
-            for text in (s.command, s.url, s.message):
+            for text in (s.command, s.url, *_all(s.message)):
                 for ph in PLACEHOLDER.findall(text or ""):
                     if ph not in self.parameters:
                         raise ValueError(f"step {s.name!r}: {{{ph}}} is not a declared parameter")
@@ -250,10 +278,7 @@ class Runbook(_Model):
 
     def text(self, what: Literal["title", "description"], lang: str) -> str:
         """The title or description in ``lang`` (else English, else any)."""
-        value = getattr(self, what)
-        if isinstance(value, str):
-            return value
-        return str(value.get(lang) or value.get("en") or next(iter(value.values()), ""))
+        return pick(getattr(self, what), lang)
 
     def resolve(self, given: dict[str, Any]) -> dict[str, Any]:
         """Typed parameter values: given, else default; ValueError names what is wrong."""

@@ -83,11 +83,17 @@ class Settings(BaseSettings):
     """Address the alert intake listens on (``0.0.0.0``: all, e.g. behind a balancer)."""
     work_pool: str = "contingency"
     incident_deployment: str = "incident/incident-response"
+    plan_review_days: int = Field(365, ge=1, le=3650)
+    """The command center reviews the plan at least this often (``contingency plans
+    review``); the document and ``plans reviews`` say when the next is due."""
     database_url: SecretStr | None = None
     """PostgreSQL for the Prefect server of ``contingency up`` (scale-out), e.g.
     ``postgresql+asyncpg://prefect@db:5432/prefect``; default SQLite in the state dir."""
     ssh_connect_timeout: float = 10.0
     ssh_command_timeout: float = 120.0
+    restore_url_expires_s: int = Field(300, ge=10, le=3600)
+    """Life of the pre-signed URL a host downloads a backup from (datasets with
+    ``restore_via: direct`` or ``auto``); it need only outlive the start of the download."""
     report_dir: Path | None = None
     log_max_bytes: int = 10 * 1024 * 1024
     """``contingency up``: the supervisor rotates a component log in ``<state_dir>/run``

@@ -112,8 +112,11 @@ def build_plan(
             key=point.key,
             path=dl,
             manifest=point.manifest,
+            via=ds.restore_via,
             description="download beside the live data",
-            verify="SHA-256 and size against the manifest, on the fly",
+            verify="SHA-256 and size against the manifest, on the fly"
+            if ds.restore_via == "sftp"
+            else "SHA-256 against the manifest, on the host (next step)",
             rollback=[cleanup],
         ),
         SshAction(

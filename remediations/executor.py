@@ -31,9 +31,9 @@ from prefect.cache_policies import NO_CACHE
 
 from inventory.models import RoleName
 from inventory.outcomes import Outcome
-from remediations import runners
+from remediations import fan_out, runners
 from remediations.context import IncidentContext, Verdict
-from remediations.plan import Action, Plan
+from remediations.plan import Action, Plan, RollingAction
 from remediations.runners import StepResult
 
 log = logging.getLogger("contingency.executor")
@@ -86,6 +86,29 @@ def _runner(ctx: IncidentContext, index: int, a: Action) -> Callable[[], StepRes
     raise ValueError(f"no runner for {a.kind}")  # an approval is the executor's own
 
 
+def _rolling(ctx: IncidentContext, index: int, a: RollingAction) -> StepResult:
+    """The rollout (``remediations/fan_out.py``): each batch in the timeline, every
+    command in the report, the Rollout section with every instance's outcome."""
+    from prefect.context import FlowRunContext
+
+    said: list[str] = []
+    box: list[fan_out.Rollout] = []
+
+    def go() -> StepResult:
+        res, rollout = fan_out.run(index, a, ctx.inv, said.append)
+        box.append(rollout)
+        return res
+
+    in_flow = FlowRunContext.get() is not None
+    res = _step.with_options(task_run_name=a.name or a.kind)(go) if in_flow else go()
+    for text in said:
+        ctx.event("rollout", text)
+    if box:
+        ctx.record([c for r in box[0].results for c in r.commands])
+        ctx.sections["Rollout"] = box[0].as_markdown()
+    return res
+
+
 def _summary(res: StepResult) -> str:
     if res.kind != "ssh":
         return res.detail
@@ -103,6 +126,8 @@ def run_action(ctx: IncidentContext, index: int, a: Action, undo: bool = False) 
         res, command = runners.ssh(index, a, ctx.inv)
         if command is not None:
             ctx.record([command])
+    elif a.kind == "rolling":
+        res = _rolling(ctx, index, a)
     else:
         fn = _runner(ctx, index, a)
         in_flow = FlowRunContext.get() is not None

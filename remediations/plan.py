@@ -56,6 +56,11 @@ class Step(BaseModel):
         return LOCAL
 
     @property
+    def touched(self) -> list[str]:
+        """The hosts it acts on (the blast radius)."""
+        return [self.where]
+
+    @property
     def shown(self) -> str:
         """Exactly what runs, as the approver sees it."""
         return self.description
@@ -80,8 +85,9 @@ class SshAction(Step):
 
 
 class TransferAction(Step):
-    """Copy one backup object from object storage to a path on a host (via SFTP),
-    checking its SHA-256 on the fly; the host-side checks are the next ssh step."""
+    """Copy one backup object from object storage to a path on a host — via SFTP,
+    checking its SHA-256 on the fly, or downloaded by the host itself (``via`` is the
+    dataset's ``restore_via``); the host-side checks are the next ssh step."""
 
     kind: Literal["transfer"] = "transfer"
     dataset: str
@@ -90,6 +96,7 @@ class TransferAction(Step):
     key: str
     path: str
     manifest: Manifest
+    via: Literal["sftp", "direct", "auto"] = "sftp"
 
     @property
     def where(self) -> str:
@@ -97,8 +104,10 @@ class TransferAction(Step):
 
     @property
     def shown(self) -> str:
+        how = {"sftp": "", "direct": " (the host downloads it)",
+               "auto": " (the host downloads it, else SFTP)"}[self.via]  # fmt: skip
         return (
-            f"copy s3://{self.bucket}/{self.key} → {self.host}:{self.path} "
+            f"copy s3://{self.bucket}/{self.key} → {self.host}:{self.path}{how} "
             f"({self.manifest.size} bytes, SHA-256 {self.manifest.sha256})"
         )
 
@@ -230,6 +239,44 @@ class EvidenceAction(Step):
         return f"keep evidence ({names}) in s3://{self.bucket}, each with its SHA-256"
 
 
+class RollingAction(Step):
+    """A service's restart commands on each of its instances, batch by batch, each
+    batch's health verified before the next (``remediations/fan_out.py``)."""
+
+    kind: Literal["rolling"] = "rolling"
+    service: str
+    instances: list[tuple[str, str]]
+    """``(instance, host)`` in rollout order."""
+    commands: list[str]
+    batch_size: int = 1
+    max_unavailable: int = 1
+    stop_failure_pct: float = 0.0
+    timeout_s: float = 600.0
+
+    @property
+    def batch(self) -> int:
+        """Instances restarted at once: ``batch_size``, never above ``max_unavailable``."""
+        return max(1, min(self.batch_size, self.max_unavailable))
+
+    @property
+    def where(self) -> str:
+        return f"{len(self.instances)} hosts"
+
+    @property
+    def touched(self) -> list[str]:
+        return sorted({host for _, host in self.instances})
+
+    @property
+    def shown(self) -> str:
+        hosts = ", ".join(host for _, host in self.instances)
+        cmds = " && ".join(self.commands)
+        return (
+            f"{cmds} on {hosts}: batches of {self.batch}, "
+            f"at most {self.max_unavailable} unavailable, stop when more than "
+            f"{self.stop_failure_pct:g}% fail"
+        )
+
+
 class ApprovalAction(Step):
     """A sign-off in the middle of a plan (a runbook's approval step)."""
 
@@ -251,11 +298,13 @@ Action = Annotated[
     | ProbeAction
     | NotifyAction
     | EvidenceAction
+    | RollingAction
     | ApprovalAction,
     Field(discriminator="kind"),
 ]
 KINDS = (
-    "ssh", "transfer", "http", "dns", "route", "wait", "probe", "notify", "evidence", "approval",
+    "ssh", "transfer", "http", "dns", "route", "wait", "probe", "notify", "evidence", "rolling",
+    "approval",
 )  # fmt: skip
 
 
@@ -295,7 +344,7 @@ class Plan(BaseModel):
     def hosts(self) -> list[str]:
         """Where the plan changes something (the blast radius): probes, waits, notices
         and sign-offs run in the incident itself and touch no host."""
-        return sorted({a.where for a in self.actions if a.changes})
+        return sorted({h for a in self.actions if a.changes for h in a.touched})
 
     @property
     def risk(self) -> Risk:
@@ -335,6 +384,7 @@ for _model in (
     WaitAction,
     ProbeAction,
     NotifyAction,
+    RollingAction,
     ApprovalAction,
     Plan,
 ):

@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from contextvars import copy_context
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from prefect.client.schemas.filters import (
@@ -38,6 +40,7 @@ from remediations.context import Verdict
 from remediations.plan import Plan
 from tasks.prefect_api import get_client
 
+T = TypeVar("T")
 FREEZE_VARIABLE = "contingency_freeze"
 ACTED = "acted"
 
@@ -93,8 +96,9 @@ def blast_radius(plan: Plan, inv: Inventory, max_hosts: int, max_percent: float)
     if len(hosts) > max_hosts:
         return f"the plan touches {len(hosts)} hosts, more than the cap of {max_hosts}"
     groups: dict[str, list[str]] = {}
-    for host in inv.hosts.values():
-        if group := host.labels.get("group"):
+    for host in inv.hosts.values():  # the ``group`` label and the host groups but ``all``
+        named = {host.labels.get("group", ""), *host.groups} - {"", "all"}
+        for group in sorted(named):
             groups.setdefault(group, []).append(host.name)
     for group, members in groups.items():
         touched = [h for h in hosts if h in members]
@@ -121,8 +125,75 @@ def _acted_since(tags: list[str], since: datetime) -> list[Any]:
 
 
 def check(plan: Plan, inv: Inventory) -> Verdict | None:
-    """Every rail for ``plan``; a Verdict means: do not act (the reason is in it)."""
-    if state := frozen():
+    """Every rail for ``plan``; a Verdict means: do not act (the reason is in it).
+
+    The rails' four reads (kill switch, security holds, this target's history, every
+    remediation in the window) go to the API at once; their answers are judged in the
+    order below, and an error in a read that decides is raised as before."""
+    now = datetime.now(UTC)
+    policy = inv.rails_policy(plan.plan.value)
+    mine = [f"plan:{plan.plan.value}", f"target:{tag_value(plan.target)}"]
+    from prefect.settings import PREFECT_API_URL
+
+    # Without an API URL each new client starts a temporary server of its own: four at
+    # once would race to start theirs, so the reads then run here, one by one, as needed.
+    pool = ThreadPoolExecutor(4, thread_name_prefix="rails") if PREFECT_API_URL.value() else None
+    try:
+        state_f = _beside(pool, frozen)
+        held_f = (
+            _beside(pool, _held, plan, inv) if plan.plan != PlanName.security_incident else None
+        )
+        # One query for this target's history; the cooldown and the flap window filter it.
+        since = now - timedelta(seconds=max(policy.cooldown_s, policy.flap_window_s))
+        history_f = _beside(pool, _acted_since, mine, since)
+        since = now - timedelta(seconds=policy.window_s)
+        window_f = _beside(pool, _acted_since, [], since)
+        return _judge(plan, inv, policy, now, state_f, held_f, history_f, window_f)
+    finally:  # a read the verdict did not need is not waited for
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+
+class _Later(Generic[T]):
+    """``fn(*args)`` read in the caller's thread when (and if) its result is asked for."""
+
+    def __init__(self, fn: Callable[..., T], *args: Any) -> None:
+        self.fn, self.args = fn, args
+
+    def result(self) -> T:
+        return self.fn(*self.args)
+
+
+def _beside(
+    pool: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any
+) -> Future[T] | _Later[T]:
+    """``fn(*args)`` on ``pool``, in a copy of the caller's context (its settings, its
+    flow run: a run never counts itself in its own history) but with a Prefect client
+    of its own: the run's client is not shared between threads. No pool: later, here."""
+    from prefect.context import SyncClientContext
+
+    if pool is None:
+        return _Later(fn, *args)
+    ctx = copy_context()
+
+    def call() -> T:
+        SyncClientContext.__var__.set(None)  # type: ignore[arg-type]
+        return fn(*args)
+
+    return pool.submit(ctx.run, call)
+
+
+def _judge(
+    plan: Plan,
+    inv: Inventory,
+    policy: Any,
+    now: datetime,
+    state_f: Future[dict[str, Any] | None] | _Later[dict[str, Any] | None],
+    held_f: Future[Any] | _Later[Any] | None,
+    history_f: Future[list[Any]] | _Later[list[Any]],
+    window_f: Future[list[Any]] | _Later[list[Any]],
+) -> Verdict | None:
+    if state := state_f.result():
         return Verdict(
             outcome=Outcome.frozen,
             message=(
@@ -130,7 +201,7 @@ def check(plan: Plan, inv: Inventory) -> Verdict | None:
                 "the plan was made and notified, nothing was run"
             ),
         )
-    if plan.plan != PlanName.security_incident and (held := _held(plan, inv)) is not None:
+    if held_f is not None and (held := held_f.result()) is not None:
         return Verdict(
             outcome=Outcome.held,
             message=(
@@ -140,15 +211,9 @@ def check(plan: Plan, inv: Inventory) -> Verdict | None:
                 f"releases it: contingency security release {held.host} --as NAME"
             ),
         )
-    policy = inv.rails_policy(plan.plan.value)
     if why := blast_radius(plan, inv, policy.max_hosts_per_run, policy.max_group_percent):
         return Verdict(outcome=Outcome.blast_radius, message=why)
-    now = datetime.now(UTC)
-    mine = [f"plan:{plan.plan.value}", f"target:{tag_value(plan.target)}"]
-    # One query for this target's history; the cooldown and the flap window filter it.
-    history = _acted_since(
-        mine, now - timedelta(seconds=max(policy.cooldown_s, policy.flap_window_s))
-    )
+    history = history_f.result()
 
     def within(seconds: float) -> list[Any]:
         since = now - timedelta(seconds=seconds)
@@ -171,7 +236,7 @@ def check(plan: Plan, inv: Inventory) -> Verdict | None:
                 f"{policy.flap_window_s:.0f}s; the flap breaker stops the automation"
             ),
         )
-    window = _acted_since([], now - timedelta(seconds=policy.window_s))
+    window = window_f.result()
     if len(window) + 1 > policy.max_runs_per_window:
         return Verdict(
             outcome=Outcome.rate_capped,

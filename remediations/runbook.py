@@ -20,7 +20,8 @@ from typing import Any
 
 from inventory.models import Inventory, PlanName
 from inventory.outcomes import Outcome
-from inventory.runbooks import Runbook, Step, render
+from inventory.runbooks import Runbook, Step, pick, render
+from inventory.settings import get_settings
 from remediations.context import IncidentContext, Verdict
 from remediations.plan import (
     Action,
@@ -29,6 +30,7 @@ from remediations.plan import (
     NotifyAction,
     Plan,
     ProbeAction,
+    RollingAction,
     SshAction,
     WaitAction,
 )
@@ -62,6 +64,8 @@ def action(step: Step, values: dict[str, Any], inv: Inventory) -> Action:
         )  # fmt: skip
     if step.kind == "probe":
         return ProbeAction(service=step.service, on_host=_where(step, inv), **common)
+    if step.kind == "rolling":
+        return rolling(step, inv, common)
     if step.kind == "wait":
         return WaitAction(
             seconds=step.seconds, service=step.service, timeout_s=step.timeout_s,
@@ -69,9 +73,26 @@ def action(step: Step, values: dict[str, Any], inv: Inventory) -> Action:
         )  # fmt: skip
     if step.kind == "notify":
         return NotifyAction(
-            role=step.role, message=render(step.message or "", values, quote=False), **common
+            role=step.role,
+            message=render(pick(step.message, get_settings().language), values, quote=False),
+            **common,
         )
     return ApprovalAction(**common)
+
+
+def rolling(step: Step, inv: Inventory, common: dict[str, Any]) -> RollingAction:
+    """A rolling step: the service's restart commands from the inventory on each of its
+    instances (a service on one host is one instance)."""
+    name = step.service or ""
+    names = inv.instances.get(name) or [name]
+    services = [inv.service(n) for n in names]
+    return RollingAction(
+        service=name, instances=[(s.name, s.host) for s in services],
+        commands=services[0].manager.restart_commands(), batch_size=step.batch_size,
+        max_unavailable=step.max_unavailable, stop_failure_pct=step.stop_failure_pct,
+        timeout_s=step.timeout_s, risk="high" if len(services) > 1 else "medium",
+        idempotent=True, changes=True, **common,
+    )  # fmt: skip
 
 
 def build_plan(rb: Runbook, target: str, values: dict[str, Any], inv: Inventory) -> Plan:

@@ -32,6 +32,7 @@ from remediations.plan import (
     WaitAction,
 )
 from tasks.actions.address import apply_dns
+from tasks.actions.direct import fetch_direct
 from tasks.actions.failover import DriverResult, driver_for
 from tasks.actions.restore import download
 from tasks.facts.network import probe_link, routes_via
@@ -148,12 +149,23 @@ def transfer(index: int, a: TransferAction, inv: Inventory) -> StepResult:
     ds = inv.datasets[a.dataset]
     size = a.manifest.size
     progress = Progress(size, f"restore of {a.dataset}") if FlowRunContext.get() else None
+    fell_back = ""
     try:
         conn = get_connection(inv.host(a.host))
-        download(conn, Store.for_location(ds.location), a.key, a.path, a.manifest, progress)
+        store = Store.for_location(ds.location)
+        if a.via != "sftp":  # the host downloads it; its SHA-256 is the next step's check
+            why = fetch_direct(conn, store, ds.location, a.key, a.path, size)
+            if not why:
+                return _result(index, a, True, f"{size} bytes downloaded by the host (direct)", t0)
+            if a.via == "direct":
+                return _result(index, a, False, f"download failed: {redact(why)[:300]}", t0)
+            log.warning("%s: direct download failed, falling back to SFTP: %s", a.host, why)
+            fell_back = f"; via SFTP: the direct download failed: {redact(why)[:200]}"
+        download(conn, store, a.key, a.path, a.manifest, progress)
     except (ContingencyError, OSError) as exc:
-        return _result(index, a, False, f"download failed: {redact(str(exc))[:300]}", t0)
-    return _result(index, a, True, f"{size} bytes, SHA-256 matched on the way", t0)
+        why = f"download failed: {redact(str(exc))[:300]}{fell_back}"
+        return _result(index, a, False, why, t0)
+    return _result(index, a, True, f"{size} bytes, SHA-256 matched on the way{fell_back}", t0)
 
 
 def http(index: int, a: HttpAction) -> StepResult:

@@ -17,6 +17,8 @@ command -v redis-server >/dev/null || need+=(redis-server)  # the HA test's mess
 command -v systemd-analyze >/dev/null || need+=(systemd)  # verifies packaging/systemd units
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v nft >/dev/null || need+=(nftables)  # the security plan isolates a host (nftables)
+# Chinese glyphs for the zh plan document rendered by Chromium (html → PNG)
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

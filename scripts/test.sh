@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
+# tests that use Prefect without a stack get a temporary server; on a busy 2-core
+# machine it once took longer than Prefect's 20 s to start
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

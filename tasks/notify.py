@@ -56,6 +56,8 @@ ROUTES: dict[str, tuple[RoleName, ...]] = {
     "triage_backup": (R.command_center,),
     # a review's follow-up action due or overdue (tasks/report/actions.py); to its owner
     "action_due": (R.command_center,),
+    "plan_review_due": (R.command_center,),
+    "plan_review_overdue": (R.command_center,),
 }
 
 

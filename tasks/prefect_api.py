@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import httpx
@@ -34,7 +34,9 @@ __all__ = [
     "maintain_lease",
     "read_records",
     "release_slots_with_lease",
+    "resume_with_input",
     "retry_api",
+    "share_api_tls_context",
 ]
 
 log = logging.getLogger("contingency.api")
@@ -115,6 +117,54 @@ def maintain_lease(
         yield
 
 
+def share_api_tls_context() -> None:
+    """Let every Prefect API client of this process share one verified TLS context.
+
+    Prefect builds a fresh ``SSLContext`` for each client it makes, parsing the whole CA
+    bundle (~25 ms of CPU); a flow run makes several before its first command, and the
+    worker a few for every run it starts. Called once at a process's start (the fork
+    server before it forks, the worker): the context Prefect asks for (the same CA
+    file, verification unchanged) is built once; a changed bundle is read when the
+    process restarts. Only Prefect's client module sees the change (other users of
+    ``ssl`` are untouched), and a Prefect that builds its contexts differently simply
+    pays the cost again."""
+    import ssl
+    import types
+
+    import certifi
+    from prefect.client import orchestration
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE
+
+    if getattr(orchestration, "ssl", None) is not ssl:
+        return  # not Prefect's module-level ``ssl`` (or already shared)
+    real = ssl.create_default_context
+    shared: dict[str, ssl.SSLContext] = {}
+
+    def create_default_context(
+        purpose: Any = ssl.Purpose.SERVER_AUTH,
+        *,
+        cafile: Any = None,
+        capath: Any = None,
+        cadata: Any = None,
+    ) -> ssl.SSLContext:
+        if (
+            purpose is not ssl.Purpose.SERVER_AUTH
+            or not isinstance(cafile, str)
+            or capath
+            or cadata
+        ):
+            return real(purpose, cafile=cafile, capath=capath, cadata=cadata)
+        if cafile not in shared:  # Prefect never changes the verified context it gets
+            shared[cafile] = real(cafile=cafile)
+        return shared[cafile]
+
+    shim = types.ModuleType("ssl")
+    shim.__dict__.update(ssl.__dict__)
+    shim.create_default_context = create_default_context  # type: ignore[attr-defined]
+    orchestration.ssl = shim  # type: ignore[attr-defined]
+    create_default_context(cafile=PREFECT_API_SSL_CERT_FILE.value() or certifi.where())
+
+
 def run_link(run_id: object) -> str:
     """The flow run's page in the Prefect UI ("" if no UI URL is configured)."""
     from prefect.utilities.urls import url_for
@@ -123,6 +173,19 @@ def run_link(run_id: object) -> str:
         return url_for("flow-run", obj_id=str(run_id)) or ""
     except Exception:  # noqa: BLE001 - a link is a nicety
         return ""
+
+
+def create_record(client: object, name: str, value: BaseModel, tag: str) -> bool:
+    """Store ``value`` as the Prefect variable ``name`` (a record: training session, plan
+    review); False if a record of that name exists already (the same one, recorded once)."""
+    from prefect.client.schemas.actions import VariableCreate
+
+    if client.read_variable_by_name(name) is not None:  # type: ignore[attr-defined]
+        return False
+    client.create_variable(  # type: ignore[attr-defined]
+        VariableCreate(name=name, value=value.model_dump(mode="json"), tags=[tag])
+    )
+    return True
 
 
 def read_records(client: object, prefix: str, model: type[M]) -> list[M]:
@@ -137,3 +200,26 @@ def read_records(client: object, prefix: str, model: type[M]) -> list[M]:
             except ValueError:
                 continue
     return found
+
+
+FORM_WAIT_S = 10.0
+
+
+def resume_with_input(
+    client: object, run_id: UUID, run_input: Mapping[str, object], wait_s: float = FORM_WAIT_S
+) -> Any:  # noqa: ANN401 - Prefect's OrchestrationResult
+    """Answer a paused run's form (a sign-off, triage or review); the server's result.
+
+    Prefect marks a run Paused a moment before it stores the form's schema, and an
+    answer in that window is refused with "Run input schema not found". The form is
+    opening, not gone: the answer is sent again for up to ``wait_s`` seconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        result = client.resume_flow_run(run_id, run_input=dict(run_input))  # type: ignore[attr-defined]
+        status = str(getattr(result.status, "value", result.status)).upper()
+        reason = str(getattr(result.details, "reason", "") or "")
+        if status == "ACCEPT" or "schema not found" not in reason.lower():
+            return result
+        if time.monotonic() >= deadline:
+            return result
+        time.sleep(0.2)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,6 +35,17 @@ from inventory.datasets import BackupLocation
 from inventory.errors import ChecksumMismatch, ObjectMissing, StorageError
 from inventory.secrets import resolve_secret
 from inventory.settings import Settings
+
+
+class _NoSignatures(logging.Filter):
+    """Drops botocore's DEBUG records of what it signs and the signature: with a
+    pre-signed URL they are the credential (every other record passes)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Signature", "CanonicalRequest", "StringToSign"))
+
+
+logging.getLogger("botocore.auth").addFilter(_NoSignatures())
 
 PART_SIZE = 16 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -68,6 +80,7 @@ def make_client(
     """A boto3 S3 client for ``loc``: path-style, checksums when_required, bounded retries."""
     cfg = Config(
         s3={"addressing_style": "path"},
+        signature_version="s3v4",  # pre-signed URLs too (botocore would sign those SigV2)
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         connect_timeout=timeout,
@@ -182,6 +195,19 @@ class Store:
                     )
                 )
         return sorted(points, key=lambda p: p.manifest.created)
+
+    def presigned_get(self, key: str, expires_s: int) -> str:
+        """A pre-signed GET URL for ``key`` valid ``expires_s`` seconds (no request is
+        made). The URL is a credential: never log it; errors do not quote it."""
+        try:
+            url = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(
+                f"s3://{self.bucket}/{key}: cannot pre-sign: {type(exc).__name__}"
+            ) from None
+        return str(url)
 
     def download_to(
         self, key: str, write: Callable[[bytes], Any], *, expect: Manifest,

@@ -77,7 +77,9 @@ def worker(
     extra = {k: v for k, v in FAST_POLLING.items() if k not in os.environ}
     if forkserver is not None:
         extra["CONTINGENCY_FORKSERVER"] = str(forkserver)
-    argv = [sys.executable, "-m", "prefect", "worker", "start", "--type", "process"]
+    # Prefect's worker (see contingency/runtime/worker.py: its API clients share one TLS context)
+    argv = [sys.executable, "-m", "contingency.runtime.worker", "worker", "start"]
+    argv += ["--type", "process"]
     argv += ["--pool", pool or settings.work_pool]
     if name:
         argv += ["--name", name]

@@ -22,7 +22,8 @@ def _pid_of(url: str) -> int | None:
 
 
 def run_demo(settings: Settings, console: Console, keep_up: bool = True) -> bool:
-    info = up(settings, lab=True, console=console)
+    # the lab's drill calendar on: weekly game days on the lab's own hosts
+    info = up(settings, lab=True, console=console, game_days=True)
     inv = load_inventory(info.inventory)
     url = inv.service("web").health.url  # type: ignore[union-attr]
     console.print(f"[bold]1.[/] web answers at {url} (pid {_pid_of(url)})")

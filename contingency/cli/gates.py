@@ -15,7 +15,7 @@ from prefect.client.schemas.objects import StateType
 from pydantic import BaseModel
 
 from tasks.gate.triage import AWAIT_TRIAGE
-from tasks.prefect_api import get_client
+from tasks.prefect_api import get_client, resume_with_input
 
 
 class OpenGate(BaseModel):
@@ -84,9 +84,10 @@ def decide(
                 f"flow run {run_id} waits at a gate but its process is gone: the gate is "
                 "being re-opened as a new incident (see `contingency gates`); decide there"
             )
-        result = client.resume_flow_run(
+        result = resume_with_input(
+            client,
             UUID(run_id),
-            run_input={
+            {
                 "decision": decision,
                 "approver": approver,
                 "code": code,

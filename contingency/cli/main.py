@@ -77,6 +77,10 @@ def _register_data_commands() -> None:
     from contingency.cli.security import security_app
 
     app.add_typer(security_app, name="security")
+    from contingency.cli.plan_review import plans_review, plans_reviews
+
+    plans_app.command("review")(plans_review)
+    plans_app.command("reviews")(plans_reviews)
     from contingency.cli.training import training_app
 
     app.add_typer(training_app, name="training")
@@ -106,8 +110,13 @@ def inventory_validate(path: Path) -> None:
     except FileNotFoundError as exc:
         err.print(f"{path}: {exc.strerror or exc}", markup=False)
         raise typer.Exit(1) from None
+    single = sum(1 for s in inv.services.values() if s.instance_of is None)
+    fleet = sum(len(v) for v in inv.instances.values())
+    services = f"{single + len(inv.instances)} services" + (
+        f" ({len(inv.instances)} on many hosts: {fleet} instances)" if inv.instances else ""
+    )
     out.print(
-        f"{path}: OK — {len(inv.hosts)} hosts, {len(inv.services)} services, "
+        f"{path}: OK — {len(inv.hosts)} hosts, {services}, "
         f"{len(inv.people)} people, {len(inv.datasets)} datasets, "
         f"{len(inv.runbooks)} runbooks, {len(inv.routing)} routing rules"
     )
@@ -116,6 +125,12 @@ def inventory_validate(path: Path) -> None:
 @app.command()
 def up(
     lab: Annotated[bool, typer.Option("--lab", help="also start the local lab")] = False,
+    game_days: Annotated[
+        bool,
+        typer.Option(
+            "--game-days", help="with --lab: turn on the weekly game days the lab can run"
+        ),
+    ] = False,
     database_url: Annotated[
         str | None,
         typer.Option(
@@ -139,6 +154,7 @@ def up(
     info = stack_up(
         _settings(state_dir),
         lab=lab,
+        game_days=game_days,
         database_url=database_url,
         api_port=api_port,
         intake_port=intake_port,
@@ -413,8 +429,9 @@ def _drill_results(state_dir: Path | None) -> list[list[str]] | None:
         return None
 
 
-def _training(state_dir: Path | None) -> list[Any] | None:
-    """Training records from the stack's Prefect API; None if it is not reachable."""
+def _records(state_dir: Path | None, what: str) -> list[Any] | None:
+    """Records kept in the stack's Prefect API (``training`` sessions, plan ``reviews``)
+    for the document; None if it is not reachable."""
     from contingency.runtime.api import api_target
     from inventory.errors import NotConfigured
 
@@ -424,19 +441,20 @@ def _training(state_dir: Path | None) -> list[Any] | None:
         return None
     try:
         from tasks.prefect_api import get_client
-        from tasks.report.training import read_all
+        from tasks.report import plan_reviews, training
 
+        reader = training.read_all if what == "training" else plan_reviews.read_all
         with _api(state_dir), get_client(sync_client=True) as client:
-            return read_all(client)
+            return reader(client)
     except Exception as exc:  # noqa: BLE001 - the document is still generated without them
-        err.print(f"training records unavailable ({type(exc).__name__}); generating without")
+        err.print(f"{what} records unavailable ({type(exc).__name__}); generating without")
         return None
 
 
 @plans_app.command("doc")
 def plans_doc(
     lang: Annotated[str, typer.Option(help="zh or en")] = "en",
-    fmt: Annotated[str, typer.Option("--format", help="md or html")] = "md",
+    fmt: Annotated[str, typer.Option("--format", help="md, html or docx")] = "md",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="file; default stdout")
     ] = None,
@@ -448,15 +466,34 @@ def plans_doc(
     from contingency.cli.plandoc import render, to_html
     from inventory.loader import InventoryError, load_inventory
 
-    if lang not in ("zh", "en") or fmt not in ("md", "html"):
-        err.print("--lang must be zh or en, --format md or html")
+    if lang not in ("zh", "en") or fmt not in ("md", "html", "docx"):
+        err.print("--lang must be zh or en, --format md, html or docx")
         raise typer.Exit(2)
+    if fmt == "docx" and output is None:
+        err.print("--format docx writes a file: give --output PLAN.docx")
+        raise typer.Exit(2)
+    settings = _settings(state_dir)
+    path = inventory or settings.inventory_path()
     try:
-        inv = load_inventory(inventory or _settings(state_dir).inventory_path())
+        inv = load_inventory(path)
     except InventoryError as exc:
         err.print(str(exc), markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    text = render(inv, lang, last_results=_drill_results(state_dir), training=_training(state_dir))
+    text = render(
+        inv,
+        lang,
+        last_results=_drill_results(state_dir),
+        training=_records(state_dir, "training"),
+        inventory_path=path,
+        reviews=_records(state_dir, "reviews"),
+        review_days=settings.plan_review_days,
+    )
+    if fmt == "docx" and output is not None:
+        from contingency.cli.plandoc_docx import to_docx
+
+        output.write_bytes(to_docx(text, lang))
+        out.print(f"wrote {output}")
+        return
     text = to_html(text, lang) if fmt == "html" else text
     if output:
         output.write_text(text, encoding="utf-8")

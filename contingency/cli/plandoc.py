@@ -1,14 +1,18 @@
-"""The human-readable emergency-response plan (预案), generated from the code.
+"""The human-readable emergency-response plan (预案), generated from the code, in the
+plan's seven sections (docs/plan-document.md).
 
 Roles, people and channels come from the inventory; the plan categories from the
 remediations that exist; sign-off, timeouts and rails from the inventory's policies;
-schedules from prefect.yaml; the revision history from git. So the paper plan never
-drifts from what runs. ``contingency plans doc --lang zh|en [--format md|html]``.
+schedules from prefect.yaml; the revision history from the inventory's changelog or its
+own git history; the prose from the inventory's ``wording`` or the plan's defaults. So
+the paper plan never drifts from what runs. Sections 1–4 are in ``plandoc_parts.py``,
+the Word rendering in ``plandoc_docx.py``.
+``contingency plans doc --lang zh|en [--format md|html|docx]``.
 """
 
 from __future__ import annotations
 
-import subprocess
+import html
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -16,141 +20,51 @@ from typing import Any
 
 import yaml
 
+from contingency.cli.plandoc_parts import (
+    Doc,
+    categories,
+    introduction,
+    organisation,
+    plan_steps,
+    stages,
+    table,
+    timeouts_and_rails,
+)
 from contingency.runtime.deploy import read_deployments
-from inventory.models import Inventory, PlanName, RoleName
+from inventory.models import Inventory, PlanName
+from inventory.runbooks import pick
 from remediations import MODULES
 
 TEXT = Path(__file__).resolve().parents[1] / "templates" / "plandoc.yaml"
-ROOT = Path(__file__).resolve().parents[2]
-DESTRUCTIVE = {
-    PlanName.data_loss,
-    PlanName.network_outage,
-    PlanName.hardware_failure,
-    PlanName.security_incident,
-}
 
 
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    def cell(v: str) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return out + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-
-
-def _duration(seconds: float, lang: str) -> str:
-    minutes = seconds / 60
-    if lang == "zh":
-        return f"{minutes:g} 分钟" if minutes >= 1 else f"{seconds:g} 秒"
-    return f"{minutes:g} min" if minutes >= 1 else f"{seconds:g} s"
-
-
-def _history(limit: int = 15) -> list[list[str]]:
-    try:
-        out = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(ROOT),
-                "log",
-                f"-{limit}",
-                "--date=short",
-                "--format=%ad\t%s",
-                "--",
-                "inventory",
-                "remediations",
-                "flows",
-                "prefect.yaml",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.split("\t", 1) for line in out.splitlines() if "\t" in line]
-
-
-def _roles(inv: Inventory, t: dict[str, Any], lang: str) -> list[str]:
-    rows = []
-    for role in RoleName:
-        spec = inv.roles.get(role.value)
-        title = (spec.title_zh if lang == "zh" else spec.title_en) if spec else ""
-        members = ", ".join(p.display_name or p.name for p in inv.members(role)) or "—"
-        channels = ", ".join(spec.notify) if spec and spec.notify else "—"
-        rows.append(
-            [
-                f"{title or role.value} (`{role.value}`)",
-                ((spec.duties_zh or spec.duties) if lang == "zh" else spec.duties) if spec else "",
-                members,
-                channels,
-            ]
-        )
-    return _table(t["roles_head"], rows)
-
-
-def _procedure(
-    plan: PlanName, inv: Inventory, t: dict[str, Any], p: dict[str, Any], lang: str
-) -> list[str]:
-    gate = inv.gate_policy(plan.value)
-    rails = inv.rails_policy(plan.value)
-    d = lambda s: _duration(s, lang)  # noqa: E731
-    signoff = t["signoff_destructive"] if plan in DESTRUCTIVE else t["signoff_no"]
-    if plan in DESTRUCTIVE or gate.two_person:
-        signoff = t["signoff_destructive"]
-    out = [f"### {p['name']} (`{plan.value}`)", "", f"**{t['steps']}**", ""]
-    out += [f"{i}. {step}" for i, step in enumerate(p["steps"], 1)]
-    out += [
-        "",
-        f"- **{t['signoff']}**: {signoff}",
-        f"- **{t['timeouts']}**: "
-        + t["ladder"].format(
-            remind=d(gate.remind_after_s),
-            backup=d(gate.backup_after_s),
-            abort=d(gate.abort_after_s),
-        ),
-        f"- **{t['rails']}**: "
-        + t["rails_text"].format(
-            cooldown=d(rails.cooldown_s),
-            flaps=rails.flap_count,
-            flap_window=d(rails.flap_window_s),
-            hosts=rails.max_hosts_per_run,
-            percent=f"{rails.max_group_percent:g}",
-            runs=rails.max_runs_per_window,
-            window=d(rails.window_s),
-        ),
-        "",
-    ]
-    return out
-
-
-def _runbooks(inv: Inventory, t: dict[str, Any], lang: str) -> list[str]:
+def _runbooks(doc: Doc) -> list[str]:
     """Each runbook: title, when it runs, parameters, steps with their sign-off points,
-    timeouts and what a failure does — all in ``lang``."""
+    timeouts and what a failure does — all in the document's language."""
+    inv, t, lang = doc.inv, doc.t, doc.lang
     out: list[str] = []
     for name, rb in sorted(inv.runbooks.items()):
         title = rb.text("title", lang) or name
         rules = ", ".join(f"`{r.name}`" for r in inv.routing if r.runbook == name) or "—"
-        out += [f"#### {t['runbook']} `{name}`: {title}", ""]
+        out += [f"##### {t['runbook']} `{name}`{t['colon']}{title}", ""]
         if description := rb.text("description", lang):
             out += [description, ""]
         points = ", ".join(f"`{s.name}`" for s in rb.steps if s.kind == "approval")
-        out += [f"- **{t['runbook_rules']}**: {rules}", ""]
+        out += [f"- **{t['runbook_rules']}**{t['colon']}{rules}", ""]
         out += [t["runbook_safety"].format(points=points or t["runbook_no_signoff"]), ""]
         if rb.parameters:
-            out += _table(
+            out += table(
                 t["runbook_params_head"],
-                [[f"`{k}`", t["runbook_duration"] if p.type == "duration" else p.type,
+                [[f"`{k}`", t["param_types"][p.type],
                   "—" if p.default is None else f"`{p.default}`", _allowed(p, t),
-                  p.description or "—"] for k, p in rb.parameters.items()],
+                  pick(p.description, lang) or "—"] for k, p in rb.parameters.items()],
             ) + [""]  # fmt: skip
-        out += _table(
+        out += table(
             t["runbook_steps_head"],
             [
                 [str(i), f"`{s.name}`", t["runbook_kinds"][s.kind],
-                 s.host or s.service or "—", _step_text(s, inv, t, lang),
-                 _step_timeout(s, inv, lang),
+                 s.host or s.service or "—", _step_text(s, doc),
+                 _step_timeout(s, doc),
                  "—" if s.kind in ("approval", "notify") else t["runbook_fail"][s.on_failure]]
                 for i, s in enumerate(rb.steps, 1)
             ],
@@ -158,12 +72,12 @@ def _runbooks(inv: Inventory, t: dict[str, Any], lang: str) -> list[str]:
     return out
 
 
-def _step_timeout(step: Any, inv: Inventory, lang: str) -> str:
+def _step_timeout(step: Any, doc: Doc) -> str:
     if step.kind == "approval":  # the gate policy's abort: never approves
-        return _duration(inv.gate_policy(PlanName.runbook.value).abort_after_s, lang)
+        return doc.d(doc.inv.gate_policy(PlanName.runbook.value).abort_after_s)
     if step.kind in ("notify", "probe"):
         return "—"
-    return _duration(_timeout(step), lang)
+    return doc.d(_timeout(step))
 
 
 def _timeout(step: Any) -> float:
@@ -183,21 +97,26 @@ def _allowed(p: Any, t: dict[str, Any]) -> str:
     return "; ".join(parts) or t["runbook_any"]
 
 
-def _step_text(s: Any, inv: Inventory, t: dict[str, Any], lang: str) -> str:
-    """What a step does, in ``lang``; placeholders are left as written."""
-    do = t["runbook_do"]
+def _step_text(s: Any, doc: Doc) -> str:
+    """What a step does, in the document's language; placeholders are left as written."""
+    do = doc.t["runbook_do"]
     if s.kind == "ssh":
         return f"`{s.command}`"
     if s.kind == "http":
         return do["http"].format(method=s.method, url=s.url, status=s.expect_status)
     if s.kind == "wait" and s.service:
-        return do["wait_until"].format(service=s.service, seconds=_duration(_timeout(s), lang))
+        return do["wait_until"].format(service=s.service, seconds=doc.d(_timeout(s)))
     if s.kind == "wait":
-        return do["wait"].format(seconds=_duration(s.seconds, lang))
+        return do["wait"].format(seconds=doc.d(s.seconds))
     if s.kind == "notify":
-        role = inv.roles.get(s.role)
-        shown = (role.title_zh if lang == "zh" else role.title_en) if role else ""
-        return do["notify"].format(role=shown or s.role, message=s.message)
+        return do["notify"].format(role=doc.role(s.role), message=pick(s.message, doc.lang))
+    if s.kind == "rolling":
+        names = doc.inv.instances.get(s.service, [s.service])
+        hosts = doc.t["sep"].join(doc.inv.services[n].host for n in names if n in doc.inv.services)
+        return do["rolling"].format(  # type: ignore[no-any-return]
+            service=s.service, hosts=hosts, batch=min(s.batch_size, s.max_unavailable),
+            unavailable=s.max_unavailable, pct=f"{s.stop_failure_pct:g}",
+        )  # fmt: skip
     return do[s.kind].format(service=s.service)  # type: ignore[no-any-return]
 
 
@@ -208,14 +127,21 @@ def render(
     last_results: list[list[str]] | None = None,
     training: list[Any] | None = None,
     due_days: int = 365,
+    inventory_path: Path | None = None,
+    reviews: list[Any] | None = None,
+    review_days: int = 365,
 ) -> str:
-    """The plan document as markdown, in ``lang`` (``en`` or ``zh``).
+    """The plan document as markdown, in ``lang`` (``en`` or ``zh``), in the plan's seven
+    sections.
 
-    ``last_results``: rows (drill, when, result, detail) of the latest drills and game
-    days, read from the Prefect API by :func:`latest_drill_results` when it is reachable.
+    ``last_results``: rows (drill, when, result, detail) of the drills and game days,
+    newest first, read from the Prefect API by :func:`latest_drill_results` when it is
+    reachable.
     """
     data = yaml.safe_load(TEXT.read_text(encoding="utf-8"))
-    t, plans = data[lang], data["plans"]
+    t = data[lang]
+    doc = Doc(inv, t, lang, data)
+    s = t["sections"]
     out = [
         f"# {t['title']}",
         "",
@@ -224,83 +150,144 @@ def render(
             version=version("contingency"), date=datetime.now(UTC).strftime("%Y-%m-%d")
         ),
         "",
-        f"## {t['s1']}",
+        f"## {s[0]}",
         "",
-        t["s1_body"],
+        *introduction(doc),
         "",
-        f"## {t['s2']}",
+        f"## {s[1]}",
+        "",
+        *organisation(doc),
+        "",
+        f"## {s[2]}",
+        "",
+        *categories(doc),
+        "",
+        f"## {s[3]}",
+        "",
+        *stages(doc),
+        f"### {t['plans_steps']}",
         "",
     ]
-    out += _roles(inv, t, lang) + ["", f"## {t['s3']}", ""]
-    rows = []
-    for plan in PlanName:
-        p = plans[plan.value][lang]
-        rules = ", ".join(f"`{r.name}`" for r in inv.routing if r.plan is plan) or "—"
-        status = t["available"] if plan in MODULES else t["not_available"]
-        rows.append([f"{p['name']} (`{plan.value}`)", p["category"], status, rules])
-    out += _table(t["plans_head"], rows) + ["", f"## {t['s4']}", "", t["detect"], ""]
     for plan in PlanName:
         if plan in MODULES:
-            out += _procedure(plan, inv, t, plans[plan.value][lang], lang)
+            out += plan_steps(doc, plan)
             if plan is PlanName.runbook:
-                out += _runbooks(inv, t, lang)
-    out += [f"## {t['s5']}", ""]
-    deployments = read_deployments(prefect_yaml)
-    out += _table(
-        t["schedules_head"],
-        [
-            [
-                d["name"],
-                (d.get("description") or "").strip(),
-                ", ".join(
-                    str(s.get("cron") or s.get("interval") or s)
-                    + (f" ({s['timezone']})" if s.get("timezone") else "")
-                    + ("" if s.get("active", True) else f" — {t['inactive']}")
-                    for s in d.get("schedules") or []
-                )
-                or t["no_schedule"],
-            ]
-            for d in deployments
-        ],
-    )
+                out += _runbooks(doc)
+    out += timeouts_and_rails(doc)
+    out += ["", f"## {s[4]}", ""]
+    out += [f"{i}. {line}" for i, line in enumerate(doc.word("training").splitlines(), 1)]
+    out += ["", f"### {t['calendar']}", ""]
+    out += _calendar(doc, prefect_yaml)
     drilled = [
-        [f"`{n}`", ds.host, f"{ds.rpo_s}s", f"{ds.rto_s}s", f"{ds.drill.host}:{ds.drill.path}"]
+        [f"`{n}`", ds.host, doc.d(ds.rpo_s), doc.d(ds.rto_s), f"{ds.drill.host}:{ds.drill.path}"]
         for n, ds in sorted(inv.datasets.items())
         if ds.drill is not None
     ]
     if drilled:
-        out += ["", t["drills_datasets"], ""] + _table(t["drills_head"], drilled)
+        out += ["", t["drills_datasets"], ""] + table(t["drills_head"], drilled)
     out += ["", t["last_results"], ""]
-    out += _table(t["results_head"], last_results) if last_results else [t["no_results"]]
-    out += ["", t["training_title"], ""]
-    out += _training(inv, t, training, due_days)
-    out += ["", f"## {t['s6']}", ""]
-    history = _history()
-    out += _table(t["history_head"], history) if history else [t["no_history"]]
+    out += _results(doc, last_results)
+    out += ["", f"### {t['training']}", ""]
+    out += _training(doc, training, due_days)
+    out += ["", f"## {s[5]}", "", doc.word("revision"), ""]
+    out += _revisions(doc, inventory_path, reviews, review_days)
+    out += ["", f"## {s[6]}", "", doc.word("closing")]
     return "\n".join(out) + "\n"
 
 
-def _training(
-    inv: Inventory, t: dict[str, Any], sessions: list[Any] | None, days: int
-) -> list[str]:
-    """Section 5's training records and who is due (``tasks/report/training.py``)."""
+def _calendar(doc: Doc, prefect_yaml: Path | None) -> list[str]:
+    """5.1: every deployment with its schedules (prefect.yaml)."""
+    t = doc.t
+    rows = []
+    for d in read_deployments(prefect_yaml):
+        text = t.get("deployment_text", {}).get(d["name"]) or (d.get("description") or "")
+        when = str(t["semi"]).join(
+            _drill_of(doc, s) + ("" if s.get("active", True) else f" — {t['inactive']}")
+            for s in d.get("schedules") or []
+        )
+        rows.append([d["name"], text.strip(), when or t["no_schedule"]])
+    return table(t["schedules_head"], rows)
+
+
+def _drill_of(doc: Doc, schedule: dict[str, Any]) -> str:
+    """A schedule in words, with the game day it runs (scenario and target) if any."""
+    when, params = doc.schedule(schedule), schedule.get("parameters") or {}
+    if "scenario" not in params:
+        return when
+    scenario = doc.t["scenarios"].get(params["scenario"], params["scenario"])
+    return str(doc.t["drill_of"].format(when=when, scenario=scenario,
+                                        target=params.get("target", "")))  # fmt: skip
+
+
+def _results(doc: Doc, rows: list[list[str]] | None, shown: int = 10) -> list[str]:
+    """The latest results, then each drill's runs, passes and latest result (trend)."""
+    from contingency.cli.stats import drill_trends
+
+    t = doc.t
+    if not rows:
+        return [t["no_results"]]
+    word = t["results_words"]
+
+    def said(result: str) -> str:
+        return str(word.get(result.strip().lower(), result))
+
+    out = table(t["results_head"], [[d, w, said(r), x] for d, w, r, x in rows[:shown]])
+    trend = [[d.drill, str(d.runs), str(d.passed), str(d.runs - d.passed), said(d.latest),
+              f"`{d.history}`"] for d in drill_trends(rows)]  # fmt: skip
+    return out + ["", t["trend"], ""] + table(t["trend_head"], trend)
+
+
+def _revisions(doc: Doc, path: Path | None, reviews: list[Any] | None, days: int) -> list[str]:
+    """Section 6: the plan's own history (``inventory/revisions.py``), the command
+    center's reviews (``tasks/report/plan_reviews.py``) and when the next is due."""
+    from inventory.revisions import history
+    from tasks.report.plan_reviews import next_due
+
+    t, lang = doc.t, doc.lang
+    entries = history(doc.inv.changelog, path)
+    rows = [
+        [e.version, f"{e.date}", doc.person(e.by),
+         (e.change_zh or e.change) if lang == "zh" else e.change]
+        for e in entries
+    ]  # fmt: skip
+    out = table(t["history_head"], rows) if rows else [t["no_history"]]
+    out += ["", t["reviews_title"], ""]
+    if reviews:
+        out += table(
+            t["reviews_head"],
+            [[f"{r.date}", doc.person(r.by), r.version, r.note or "—"] for r in reviews],
+        )
+    else:
+        out += [t["no_reviews"]]
+    if reviews is not None:
+        due = next_due(reviews, datetime.now(UTC).date(), days)
+        line = t["review_overdue"] if due.overdue else t["review_due"]
+        version = entries[0].version if entries else "—"
+        out += ["", line.format(version=version, due=due.due, days=days)]
+    return out
+
+
+def _training(doc: Doc, sessions: list[Any] | None, days: int) -> list[str]:
+    """5.2: training records and who is due (``tasks/report/training.py``)."""
     from tasks.report.training import due
 
+    t = doc.t
     if sessions is None:
         return [t["no_training"]]
     rows = [
-        [f"{s.date}", s.kind, s.topic, s.trainer, ", ".join(s.attendees), s.material or "—"]
+        [f"{s.date}", t["training_kinds"].get(s.kind, s.kind), s.topic, doc.person(s.trainer),
+         ", ".join(doc.person(a) for a in s.attendees), s.material or "—"]
         for s in sessions
-    ]
-    out = _table(t["training_head"], rows) if rows else [t["no_training"]]
-    late = [r for r in due(list(inv.people), sessions, datetime.now(UTC).date(), days)
+    ]  # fmt: skip
+    out = table(t["training_head"], rows) if rows else [t["no_training"]]
+    late = [r for r in due(list(doc.inv.people), sessions, datetime.now(UTC).date(), days)
             if r.training_due or r.drill_due]  # fmt: skip
     if late:
         out += ["", t["due_title"].format(days=days), ""]
-        out += _table(
+        out += table(
             t["due_head"],
-            [[r.person, str(r.last_training or t["never"]), str(r.last_drill or t["never"])]
-             for r in late],
+            [[doc.person(r.person), str(r.last_training or t["never"]),
+              str(r.last_drill or t["never"])] for r in late],
         )  # fmt: skip
     return out
 
@@ -309,37 +296,35 @@ def to_html(markdown_text: str, lang: str) -> str:
     import markdown
 
     body = markdown.markdown(markdown_text, extensions=["tables"])
+    first = markdown_text.splitlines()[0] if markdown_text else ""
+    title = html.escape(first.removeprefix("# ").strip() or "Contingency")
     return (
         f'<!doctype html>\n<html lang="{lang}"><head><meta charset="utf-8">'
-        "<title>Contingency plan</title><style>body{font-family:sans-serif;max-width:60em;"
+        f"<title>{title}</title><style>body{{font-family:sans-serif;max-width:60em;"
         "margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #999;"
         f"padding:.3em .6em}}</style></head><body>\n{body}\n</body></html>\n"
     )
 
 
-def latest_drill_results(limit: int = 20) -> list[list[str]]:
-    """The latest restore-drill and game-day results (artifacts) from the Prefect API."""
-    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
-    from prefect.client.schemas.sorting import ArtifactCollectionSort
+def latest_drill_results(limit: int = 200) -> list[list[str]]:
+    """Restore-drill and game-day results (every version of their artifacts), newest
+    first, from the Prefect API: rows (drill, when, result, detail)."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     from tasks.prefect_api import get_client
 
+    arts = []
     with get_client(sync_client=True) as client:
-        arts = client.read_latest_artifacts(
-            artifact_filter=ArtifactCollectionFilter(
-                key=ArtifactCollectionFilterKey(like_="drill-")
-            ),
-            sort=ArtifactCollectionSort.UPDATED_DESC,
-            limit=limit,
-        ) + client.read_latest_artifacts(
-            artifact_filter=ArtifactCollectionFilter(
-                key=ArtifactCollectionFilterKey(like_="game-day-")
-            ),
-            sort=ArtifactCollectionSort.UPDATED_DESC,
-            limit=limit,
-        )
+        for prefix in ("drill-", "game-day-"):
+            arts += client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_=prefix)),
+                sort=ArtifactSort.CREATED_DESC,
+                limit=limit,
+            )
+    arts.sort(key=lambda a: a.created or datetime.min.replace(tzinfo=UTC), reverse=True)
     return [
-        [a.key, f"{a.updated:%Y-%m-%d %H:%M} UTC" if a.updated else "—",
+        [a.key or "—", f"{a.created:%Y-%m-%d %H:%M} UTC" if a.created else "—",
          (a.description or "").split(":")[0], (a.description or "").partition(":")[2].strip()]
         for a in arts
     ]  # fmt: skip

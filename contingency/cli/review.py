@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -95,6 +95,19 @@ def _follow_up_counts() -> tuple[int, int] | None:
     return len(found), sum(a.overdue() for a in found)
 
 
+def _drills_since(start: datetime) -> list[list[str]]:
+    """Restore-drill and game-day results since ``start`` (rows newest first)."""
+    from contingency.cli.plandoc import latest_drill_results
+
+    try:
+        rows = latest_drill_results()
+    except Exception as exc:  # noqa: BLE001 - the incidents are still shown
+        err.print(f"drill results unavailable ({type(exc).__name__})")
+        return []
+    since = start.strftime("%Y-%m-%d %H:%M")
+    return [r for r in rows if r[1] >= since]
+
+
 def stats(
     since: Annotated[str, typer.Option(help="7d, 12h, 30m or an ISO date")] = "30d",
     plot_file: Annotated[
@@ -105,7 +118,7 @@ def stats(
 ) -> None:
     """Per plan: incidents (by severity level), success rate, time to recover, repeats,
     gate timeouts."""
-    from contingency.cli.stats import aggregate, collect, parse_since, plot
+    from contingency.cli.stats import aggregate, collect, drill_trends, parse_since, plot
 
     try:
         start = parse_since(since)
@@ -115,6 +128,7 @@ def stats(
     with api(_settings(state_dir)):
         records = collect(start)
         follow_ups = _follow_up_counts()
+        drills = _drills_since(start)
     if as_json:
         emit_json([s.model_dump(mode="json") for s in aggregate(records)])
         return
@@ -137,6 +151,14 @@ def stats(
     if follow_ups is not None:
         open_n, overdue = follow_ups
         out.print(f"follow-up actions: {open_n} open, {overdue} overdue (`contingency actions`)")
+    if drills:
+        trends = Table(
+            "drill", "runs", "passed", "latest", "oldest → newest (+ pass, ~ partial, - fail)",
+            title=f"Drills and game days since {start:%Y-%m-%d %H:%M} UTC",
+        )  # fmt: skip
+        for d in drill_trends(drills):
+            trends.add_row(d.drill, str(d.runs), str(d.passed), d.latest, d.history)
+        out.print(trends)
     if plot_file is not None:
         n = plot(records, plot_file)
         out.print(f"wrote {plot_file} ({n} incidents with a time to recover)")

@@ -175,6 +175,32 @@ def collect(since: datetime, limit: int = 5000) -> list[Record]:
     return [r for r in records if r is not None]
 
 
+class DrillTrend(BaseModel):
+    """One drill's (restore drill of a dataset, or game day of a scenario and target)
+    results over time."""
+
+    drill: str
+    runs: int
+    passed: int
+    latest: str
+    history: str
+    """Oldest to newest, one mark a run: ``+`` pass, ``~`` partial, ``-`` fail."""
+
+
+def drill_trends(rows: list[list[str]]) -> list[DrillTrend]:
+    """Per drill, from rows ``(drill, when, result, detail)`` newest first (what
+    ``plandoc.latest_drill_results`` reads): runs, passes, the latest result, the marks."""
+    results: dict[str, list[str]] = {}
+    for drill, _when, result, _detail in rows:
+        results.setdefault(drill, []).append(result.strip().lower())
+    marks = {"pass": "+", "partial": "~"}
+    return [
+        DrillTrend(drill=drill, runs=len(rs), passed=sum(r == "pass" for r in rs), latest=rs[0],
+                   history="".join(marks.get(r, "-") for r in reversed(rs[:20])))
+        for drill, rs in sorted(results.items())
+    ]  # fmt: skip
+
+
 def plot(records: list[Record], path: Path) -> int:
     """Time to recover over time, one series per plan; returns the points drawn."""
     import matplotlib

@@ -2,11 +2,13 @@
 and answers 202; the dispatcher then starts or joins their incidents, with retries
 (``dispatch.py``). ``?wait=SECONDS`` makes the answer wait for the incidents (the CLI
 uses it). 503 only if the alerts could not be stored. ``/healthz`` is liveness,
-``/readyz`` readiness (Prefect API, deployment, a live worker, a writable state dir)."""
+``/readyz`` readiness (Prefect API, deployment, a live worker, a writable state dir, the
+dispatcher running)."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import sqlite3
@@ -31,10 +33,11 @@ from contingency.intake.auth import (
     verify_grafana,
 )
 from contingency.intake.board import add_board
-from contingency.intake.dedup import AnsweredCache
 from contingency.intake.dispatch import Dispatcher
+from contingency.intake.dispatch_process import DispatchProcess
 from contingency.intake.fastlane import FastLane
 from contingency.intake.grafana import GrafanaPayload
+from contingency.intake.inventory_cache import InventoryCache
 from contingency.intake.limits import BodyTooLarge, TokenBucket, read_limited
 from contingency.intake.metrics import IntakeMetrics
 from contingency.intake.outbox import Outbox
@@ -48,8 +51,6 @@ from contingency.intake.schemas import (
 )
 from contingency.intake.starter import IncidentStarter
 from inventory.alert import Alert
-from inventory.loader import load_inventory
-from inventory.models import Inventory
 from inventory.secrets import webhook_token
 from inventory.settings import Settings, get_settings
 
@@ -74,25 +75,6 @@ def _secrets(value: SecretStr | None) -> list[SecretStr]:
     return [SecretStr(v.strip()) for v in value.get_secret_value().split(",") if v.strip()]
 
 
-class InventoryCache:
-    """The inventory the dispatcher correlates and labels metrics with, re-read at most
-    every ``ttl_s`` (an edited inventory applies without restarting the intake)."""
-
-    def __init__(self, settings: Settings, ttl_s: float = 30.0) -> None:
-        self.settings, self.ttl_s = settings, ttl_s
-        self._inv: Inventory | None = None
-        self._at = -1e9
-
-    def __call__(self) -> Inventory | None:
-        if time.monotonic() - self._at > self.ttl_s:
-            self._at = time.monotonic()
-            try:
-                self._inv = load_inventory(self.settings.inventory_path())
-            except Exception as exc:  # noqa: BLE001 - no correlation; the flow reports it
-                log.warning("intake: inventory not loaded, no correlation (%s)", exc)
-        return self._inv
-
-
 def _board_auth(settings: Settings) -> str | None:
     """The Prefect API's auth string (the board's login), if one is configured."""
     from contingency.runtime.api import api_target
@@ -104,8 +86,11 @@ def _board_auth(settings: Settings) -> str | None:
     return auth.get_secret_value() if auth is not None else None
 
 
-def readiness_checks(settings: Settings, starter: IncidentStarter) -> Readiness:
-    """The checks behind ``/readyz``, through the intake's own Prefect client."""
+def readiness_checks(
+    settings: Settings, starter: IncidentStarter, dispatcher: Dispatcher | DispatchProcess
+) -> Readiness:
+    """The checks behind ``/readyz``, through the intake's own Prefect client; the
+    dispatcher's check says whether stored alerts become incidents."""
     pool = settings.work_pool
 
     async def prefect_api() -> str:
@@ -138,12 +123,16 @@ def readiness_checks(settings: Settings, starter: IncidentStarter) -> Readiness:
     async def state_dir() -> str:
         return await asyncio.to_thread(probe_state_dir, settings.state_dir)
 
+    async def dispatch() -> str:
+        return dispatcher.ready()
+
     return Readiness(
         {
             "prefect_api": prefect_api,
             "deployment": deployment,
             "worker": worker,
             "state_dir": state_dir,
+            "dispatcher": dispatch,
         },
         ttl_s=settings.intake_ready_cache_s,
         timeout_s=settings.intake_ready_timeout_s,
@@ -155,12 +144,12 @@ def create_app(
 ) -> FastLane:
     settings = settings or get_settings()
     token = webhook_token(settings).encode()
-    starter = starter or IncidentStarter(
-        settings.incident_deployment,
-        AnsweredCache(settings.intake_dedup_cache, settings.intake_dedup_ttl_s),
-    )
+    # The real intake dispatches from a process of its own (``dispatch_process.py``); a
+    # stand-in starter (tests) is driven by a dispatcher on this event loop.
+    in_process = starter is not None
+    starter = starter or IncidentStarter(settings.incident_deployment)
     inventory = InventoryCache(settings)
-    outbox = Outbox(settings.outbox_path)
+    outbox = Outbox(settings.outbox_path, spin=not in_process)
     # The webhook stores posts on threads of its own: never queued behind the
     # dispatcher's outbox and Prefect work in the shared default executor.
     storing = ThreadPoolExecutor(2, thread_name_prefix="outbox-add")
@@ -172,10 +161,12 @@ def create_app(
         settings.intake_unauth_rate_per_second, settings.intake_unauth_burst
     )
     metrics = IntakeMetrics()
-    readiness = readiness_checks(settings, starter)
-    dispatcher = Dispatcher(
-        outbox, starter, inventory, metrics, grace_s=settings.correlation_grace_s
+    dispatcher: Dispatcher | DispatchProcess = (
+        Dispatcher(outbox, starter, inventory, metrics, grace_s=settings.correlation_grace_s)
+        if in_process
+        else DispatchProcess(settings, outbox, metrics)
     )
+    readiness = readiness_checks(settings, starter, dispatcher)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -185,6 +176,11 @@ def create_app(
             log.warning("intake: Prefect API not ready yet (%s)", type(exc).__name__)
         await asyncio.to_thread(inventory)  # loaded before the first alert needs it
         dispatcher.start()  # also what a previous intake stored and did not dispatch
+        # Everything loaded so far (FastAPI, Prefect's client, pydantic models: ~1M
+        # objects) lives as long as the process: out of the collector's full passes,
+        # which otherwise walk it all while a post waits for its 202.
+        gc.collect()
+        gc.freeze()
         yield
         await dispatcher.stop()
         await starter.close()
@@ -353,8 +349,10 @@ def create_app(
             (a.model_dump_json(), a.priority, i in undated, a.fingerprint)
             for i, a in enumerate(alerts)
         ]
+        began = time.perf_counter()
         try:
             ids = await asyncio.get_running_loop().run_in_executor(storing, outbox.add, rows)
+            request.state.store_s = time.perf_counter() - began
         except (sqlite3.Error, OSError) as exc:  # not stored: the sender must send again
             log.error("intake: alerts not stored (%s: %s)", type(exc).__name__, exc)
             metrics.rejected.labels(endpoint=path, reason="not_stored").inc()
@@ -367,7 +365,7 @@ def create_app(
         for alert in alerts:
             metrics.received.labels(source=alert.source, status=alert.status).inc()
         dispatcher.start()
-        dispatcher.wake.set()
+        dispatcher.poke()
         known = await dispatcher.answers(ids, wait) if wait > 0 else {}
         refs = [
             known.get(rid) or IncidentRef(fingerprint=a.fingerprint, status=a.status, note=QUEUED)
@@ -419,6 +417,9 @@ def create_app(
             log.warning("intake: incident outcomes not read from Prefect (%s)", exc)
 
     reading: dict[str, asyncio.Task[None]] = {}
+    # stored → dispatched, read from the outbox on scrape (the dispatcher's process
+    # writes when each row was done); only rows dispatched since this intake started
+    dispatched = [time.time()]
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
@@ -426,6 +427,11 @@ def create_app(
         that takes longer than ``METRICS_PREFECT_WAIT_S`` (Prefect busy in a storm)
         goes on in the background: this scrape shows the last figures, never times out."""
         metrics.queue_depth.set(await asyncio.to_thread(outbox.depth))
+        for done_at, seconds in await asyncio.to_thread(outbox.dispatched_since, dispatched[0]):
+            metrics.dispatch_seconds.observe(max(seconds, 0.0))
+            dispatched[0] = done_at
+        if isinstance(dispatcher, DispatchProcess):
+            dispatcher.sync_metrics()
         if outcomes is not None:
             task = reading.get("task")
             if task is None or task.done():

@@ -28,6 +28,7 @@ from contingency.intake.schemas import IncidentRef
 from contingency.intake.starter import IncidentStarter
 from inventory.alert import Alert
 from inventory.correlation import BREADTH, CAUSE_TAG, Target, cause_tag, covering
+from inventory.errors import CheckFailed
 from inventory.models import Inventory
 from inventory.routing import route
 
@@ -57,6 +58,8 @@ def routed_target(alert: Alert, inv: Inventory | None) -> tuple[Target | None, s
     return (decision.target_kind, decision.target), plan
 
 
+FLUSH_ROWS, FLUSH_S = 50, 0.5
+"""A round writes its finished rows every 50 rows or 0.5 s, and at its end."""
 STARTS_AT_ONCE = 8
 """Incident starts in flight at once. Prefect's API is the bottleneck, not this number;
 hundreds of concurrent starts would each take an event-loop turn ahead of a webhook
@@ -73,6 +76,7 @@ class Dispatcher:
         batch: int = 500,
         grace_s: float = 120.0,
         poll_s: float = 0.5,
+        on_flush: Callable[[], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.starter = starter
@@ -81,12 +85,15 @@ class Dispatcher:
         self.batch = batch
         self.grace_s = grace_s
         self.poll_s = poll_s
+        self.on_flush = on_flush
+        """Called before a round's rows are written (the process publishes its counters)."""
         self.wake = asyncio.Event()
         self._waiters: dict[int, asyncio.Future[IncidentRef]] = {}
         self._finished: list[tuple[int, str, str | None, str, str | None]] = []
         self._task: asyncio.Task[None] | None = None
         self._last_release = 0.0
         self._last_purge = 0.0
+        self._last_flush = time.monotonic()
         self._starting = asyncio.Semaphore(STARTS_AT_ONCE)
 
     # --- the app's side ---------------------------------------------------------------
@@ -122,6 +129,16 @@ class Dispatcher:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="dispatch")
 
+    def ready(self) -> str:
+        """``/readyz``: the dispatch loop runs."""
+        if self._task is None or self._task.done():
+            raise CheckFailed("dispatcher not running")
+        return "dispatcher running (in the intake's process)"
+
+    def poke(self) -> None:
+        """New alerts are stored: start a round now."""
+        self.wake.set()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -141,8 +158,11 @@ class Dispatcher:
                 worked = False
             if not worked:
                 self.wake.clear()
+                # asyncio.timeout, not wait_for: on Python 3.11 a wait_for whose event is
+                # set as the task is cancelled swallows the cancellation (stop() hung)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.poll_s)
+                    async with asyncio.timeout(self.poll_s):
+                        await self.wake.wait()
 
     async def round(self) -> bool:
         """One round; True if it handled any alert (then the next round starts at once)."""
@@ -291,17 +311,25 @@ class Dispatcher:
         )  # fmt: skip
 
     async def _finish(self, row_id: int, state: str, ref: IncidentRef) -> None:
-        """Answer the waiting post now; the row is written with the round's others in
-        one transaction (``flush``): one fsync per round, not one per alert, so a post
-        being stored meanwhile never queues behind hundreds of them. Killed before the
+        """Answer the waiting post now; the row is written with others in one
+        transaction (``flush``): one fsync per 50 rows or 0.5 s, not one per alert, so a
+        post being stored meanwhile never queues behind hundreds of them. Killed before the
         flush, the rows are dispatched again, and starting is idempotent per fingerprint."""
         self._finished.append((row_id, state, ref.flow_run_id, ref.note, ref.model_dump_json()))
         fut = self._waiters.pop(row_id, None)
         if fut is not None and not fut.done():
             fut.set_result(ref)
+        now = time.monotonic()
+        if len(self._finished) >= FLUSH_ROWS or now - self._last_flush >= FLUSH_S:
+            # a long round (hundreds of starts) shows its answers as it goes: a post
+            # waiting in another process (``?wait=``) reads them from the outbox
+            await self.flush()
 
     async def flush(self) -> None:
         done, self._finished = self._finished, []
+        self._last_flush = time.monotonic()
+        if self.on_flush is not None:
+            self.on_flush()
         if done:
             await asyncio.to_thread(self.outbox.finish_many, done)
 

@@ -9,6 +9,8 @@ webhook routes so they appear in the OpenAPI document.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -18,6 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 Handler = Callable[[Request], Awaitable[Response]]
+log = logging.getLogger("contingency.intake")
+SLOW_S = 0.05
+"""An answer slower than this (the acknowledgement budget) is logged with its storing time."""
 
 
 class FastLane:
@@ -43,8 +48,19 @@ class FastLane:
         if handler is None:
             await self.api(scope, receive, send)
             return
+        began = time.perf_counter()
+        request = Request(scope, receive)
         try:
-            response = await handler(Request(scope, receive))
+            response = await handler(request)
         except HTTPException as exc:
             response = JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
         await response(scope, receive, send)
+        took = time.perf_counter() - began
+        if took > SLOW_S:  # where an answer past the ack budget spent its time
+            stored = getattr(request.state, "store_s", None)
+            log.warning(
+                "intake: slow answer %.0f ms for %s (storing %s)",
+                took * 1000,
+                scope["path"],
+                "-" if stored is None else f"{stored * 1000:.0f} ms",
+            )

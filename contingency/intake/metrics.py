@@ -16,6 +16,7 @@ from prometheus_client import (
 )
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+DISPATCH_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
 
 class IntakeMetrics:
@@ -85,6 +86,12 @@ class IntakeMetrics:
         self.queue_depth = Gauge(
             "contingency_intake_queue_depth",
             "Alerts stored (answered 202) and not yet turned into or joined to an incident",
+            registry=r,
+        )
+        self.dispatch_seconds = Histogram(
+            "contingency_alert_dispatch_seconds",
+            "From an alert stored (its 202) to its incident started or joined",
+            buckets=DISPATCH_BUCKETS,
             registry=r,
         )
         self.runs_waiting = Gauge(

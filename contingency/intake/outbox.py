@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -61,19 +62,59 @@ class Row:
     done_at: float | None = None
 
 
-class Outbox:
-    """Thread-safe (one connection, one lock); call it from ``asyncio.to_thread``."""
+BUSY_WAIT_S = 5.0
+SPIN_S = 0.0005
 
-    def __init__(self, path: Path) -> None:
+
+class Outbox:
+    """Thread-safe (one connection, one lock); call it from ``asyncio.to_thread``.
+
+    ``spin``: for the intake's webhook side. The dispatcher's process writes to the same
+    file, and SQLite's own busy handler sleeps 1, 2, 5, 10… 100 ms between tries: a post
+    that met the dispatcher's commit waited up to 200 ms for its 202. With ``spin`` a
+    locked write is tried again every 0.5 ms (up to ``BUSY_WAIT_S``), and this side
+    never checkpoints the WAL (the dispatcher's connection does).
+    """
+
+    def __init__(self, path: Path, spin: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
+        self.spin = spin
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:
+            self._db.execute("PRAGMA busy_timeout=5000")  # the schema: wait like anyone
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # the 202 means on disk
-            self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(SCHEMA)
+            if spin:
+                self._db.execute("PRAGMA busy_timeout=0")
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
+
+    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """A read under the lock; with ``spin``, retried while SQLite says locked (rare
+        in WAL mode, but this connection has no busy timeout of its own)."""
+        deadline = time.monotonic() + BUSY_WAIT_S
+        with self._lock:
+            while True:
+                try:
+                    return self._db.execute(sql, params).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if not self.spin or "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                time.sleep(SPIN_S)
+
+    def _begin(self, cur: sqlite3.Cursor) -> None:
+        """``BEGIN IMMEDIATE``, retried every ``SPIN_S`` while another process writes."""
+        deadline = time.monotonic() + BUSY_WAIT_S
+        while True:
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not self.spin or "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(SPIN_S)
 
     def close(self) -> None:
         with self._lock:
@@ -85,7 +126,7 @@ class Outbox:
         now = time.time()
         with self._lock:
             cur = self._db.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            self._begin(cur)
             try:
                 ids = []
                 for alert, priority, join_open, fp in rows:
@@ -104,14 +145,13 @@ class Outbox:
     def due(self, limit: int = 200, now: float | None = None) -> list[Row]:
         """Pending rows whose next try is due: most urgent first, then oldest."""
         now = time.time() if now is None else now
-        with self._lock:
-            cur = self._db.execute(
-                "SELECT id, received, priority, join_open, fingerprint, alert, attempts"
-                " FROM alerts WHERE state = 'pending' AND next_try <= ?"
-                " ORDER BY priority, id LIMIT ?",
-                (now, limit),
-            )
-            return [Row(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6]) for r in cur]
+        rows = self._rows(
+            "SELECT id, received, priority, join_open, fingerprint, alert, attempts"
+            " FROM alerts WHERE state = 'pending' AND next_try <= ?"
+            " ORDER BY priority, id LIMIT ?",
+            (now, limit),
+        )
+        return [Row(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6]) for r in rows]
 
     def finish(
         self, row_id: int, state: str, run_id: str | None, note: str, answer: str | None = None
@@ -147,12 +187,11 @@ class Outbox:
         if not row_ids:
             return {}
         wanted = set(row_ids)
-        with self._lock:
-            cur = self._db.execute(
-                "SELECT id, answer FROM alerts WHERE id BETWEEN ? AND ? AND answer IS NOT NULL",
-                (min(wanted), max(wanted)),
-            )
-            return {int(i): str(a) for i, a in cur if i in wanted}
+        rows = self._rows(
+            "SELECT id, answer FROM alerts WHERE id BETWEEN ? AND ? AND answer IS NOT NULL",
+            (min(wanted), max(wanted)),
+        )
+        return {int(i): str(a) for i, a in rows if i in wanted}
 
     def retry(self, row_id: int, attempts: int, note: str) -> float:
         """Try again later (backoff 0.5 s doubling to 30 s); returns the delay."""
@@ -166,12 +205,11 @@ class Outbox:
 
     def absorbed(self) -> list[Row]:
         """Rows absorbed into an open cause (to release if the cause ends first)."""
-        with self._lock:
-            cur = self._db.execute(
-                "SELECT id, received, priority, join_open, fingerprint, alert, attempts,"
-                " run_id, done_at FROM alerts WHERE state = 'absorbed' ORDER BY id"
-            )
-            return [Row(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], r[8]) for r in cur]
+        rows = self._rows(
+            "SELECT id, received, priority, join_open, fingerprint, alert, attempts,"
+            " run_id, done_at FROM alerts WHERE state = 'absorbed' ORDER BY id"
+        )
+        return [Row(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], r[8]) for r in rows]
 
     def close_absorbed(self, fingerprint: str, note: str) -> int:
         """An absorbed alert resolved: it is closed with nothing started."""
@@ -192,27 +230,28 @@ class Outbox:
                 (note[:500], row_id),
             )
 
+    def dispatched_since(self, after: float) -> list[tuple[float, float]]:
+        """``(done_at, seconds from stored to dispatched)`` of the rows dispatched (done
+        or absorbed) after ``after``, oldest first."""
+        rows = self._rows(
+            "SELECT done_at, done_at - received FROM alerts"
+            " WHERE done_at > ? AND state IN ('done', 'absorbed') ORDER BY done_at LIMIT 100000",
+            (after,),
+        )
+        return [(float(d), float(s)) for d, s in rows]
+
     def depth(self) -> int:
         """Alerts stored and not yet turned into (or joined to) an incident."""
-        with self._lock:
-            return int(
-                self._db.execute("SELECT count(*) FROM alerts WHERE state = 'pending'").fetchone()[
-                    0
-                ]
-            )
+        return int(self._rows("SELECT count(*) FROM alerts WHERE state = 'pending'")[0][0])
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            cur = self._db.execute("SELECT state, count(*) FROM alerts GROUP BY state")
-            return {str(state): int(n) for state, n in cur}
+        rows = self._rows("SELECT state, count(*) FROM alerts GROUP BY state")
+        return {str(state): int(n) for state, n in rows}
 
     def result(self, row_id: int) -> tuple[str, str | None, str]:
         """``(state, run_id, note)`` of a row."""
-        with self._lock:
-            r = self._db.execute(
-                "SELECT state, run_id, note FROM alerts WHERE id = ?", (row_id,)
-            ).fetchone()
-        return (r[0], r[1], r[2]) if r else ("unknown", None, "")
+        rows = self._rows("SELECT state, run_id, note FROM alerts WHERE id = ?", (row_id,))
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else ("unknown", None, "")
 
     def purge(self, keep_s: float = KEEP_S) -> int:
         with self._lock:

@@ -26,7 +26,7 @@ from inventory.settings import Settings
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "inventory" / "examples" / "lab"
 LABCTL = Path(__file__).resolve().parent / "labctl.py"
 KEY_SECRET = "lab-ssh-key"  # noqa: S105 - the name of the secret, not a secret
-DEFAULT_SERVICE_PORTS = {"web": 8080, "api": 8081, "report": 8082}
+DEFAULT_SERVICE_PORTS = {"web": 8080, "api": 8081, "report": 8082, "edge": 8083}
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -56,13 +56,21 @@ def labctl(settings: Settings, host: str, *args: str) -> subprocess.CompletedPro
     )
 
 
+def runs_on(svc: dict[str, Any], groups: dict[str, Any]) -> list[str]:
+    """The lab hosts a service runs on: its ``host``, its ``hosts``, or its ``group``'s."""
+    if "group" in svc:
+        return list(groups[svc["group"]]["hosts"])
+    return list(svc.get("hosts") or [svc["host"]])
+
+
 def _render_services(
     services: dict[str, Any], hosts: dict[str, Any], ports: dict[str, int]
 ) -> dict[str, Any]:
     out = {}
     for name, svc in services.items():
         svc = dict(svc)
-        addr = hosts[svc["host"]]["address"]
+        # one instance per host: the loader fills in each instance's own address
+        addr = hosts[svc["host"]]["address"] if "host" in svc else "{address}"
         port = ports[name]
         health = dict(svc["health"])
         if health["kind"] == "http":
@@ -78,14 +86,16 @@ def start_lab(
     settings: Settings, ssh_port: int | None = None, service_ports: dict[str, int] | None = None
 ) -> Path:
     """Start every lab host and its services; return the rendered inventory directory."""
-    hosts = _load("hosts.yaml")["hosts"]
+    hosts_doc = _load("hosts.yaml")
+    hosts, groups = hosts_doc["hosts"], hosts_doc.get("host_groups", {})
     services = _load("services.yaml")["services"]
+    placed = {name: runs_on(svc, groups) for name, svc in services.items()}
     # The defaults unless taken (a second lab on this machine): then free ports.
     ssh_port = ssh_port or port_or_free(
         int(next(iter(hosts.values()))["port"]), [h["address"] for h in hosts.values()]
     )
     ports = {
-        name: port_or_free(port, [hosts[services[name]["host"]]["address"]])
+        name: port_or_free(port, [hosts[h]["address"] for h in placed[name]])
         for name, port in DEFAULT_SERVICE_PORTS.items()
         if name in services
     }
@@ -106,9 +116,7 @@ def start_lab(
         wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {LABCTL} "$@"\n')
         wrapper.chmod(0o755)
         mine = {
-            s: {"address": host["address"], "port": ports[s]}
-            for s, svc in services.items()
-            if svc["host"] == name
+            s: {"address": host["address"], "port": ports[s]} for s in services if name in placed[s]
         }
         (hd / "services.json").write_text(json.dumps(mine, indent=2))
         host["port"] = ssh_port or host["port"]
@@ -134,7 +142,8 @@ def start_lab(
     inv_dir = settings.lab_dir / "inventory"
     inv_dir.mkdir(parents=True, exist_ok=True)
     header = "# Rendered by `contingency up --lab` from inventory/examples/lab; edit that.\n"
-    (inv_dir / "hosts.yaml").write_text(header + yaml.safe_dump({"hosts": hosts}, sort_keys=False))
+    rendered = {"host_groups": groups, "hosts": hosts} if groups else {"hosts": hosts}
+    (inv_dir / "hosts.yaml").write_text(header + yaml.safe_dump(rendered, sort_keys=False))
     (inv_dir / "services.yaml").write_text(
         header
         + yaml.safe_dump({"services": _render_services(services, hosts, ports)}, sort_keys=False)

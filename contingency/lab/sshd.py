@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from contingency.runtime.processes import children
+
 SSHD = Path("/usr/sbin/sshd")
 """sshd must be started by absolute path (it re-executes itself)."""
 START_TIMEOUT_S = 10.0
@@ -67,18 +69,6 @@ def _sshd_version(sshd: Path) -> tuple[int, int]:
     proc = subprocess.run([str(sshd), "-V"], capture_output=True, text=True, check=False)
     match = re.search(r"OpenSSH_(\d+)\.(\d+)", proc.stderr + proc.stdout)
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-
-
-def _child_pids(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    return children
 
 
 class SshdServer:
@@ -227,14 +217,14 @@ class SshdServer:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        children = _child_pids(proc.pid)
+        sessions = children(proc.pid)
         proc.terminate()
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-        for child in children:
+        for child in sessions:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
 

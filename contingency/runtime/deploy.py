@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,12 @@ async def apply_deployments(
     path: Path | None = None,
     env: dict[str, str] | None = None,
     command: str | None = None,
+    activate: Callable[[str, dict[str, Any]], bool] | None = None,
 ) -> list[str]:
     """Create or update every deployment; returns ``flow/deployment`` names.
+
+    ``activate(deployment, schedule parameters)``: True turns that schedule on whatever
+    prefect.yaml says (the lab's game days, ``game_days_in``).
 
     The code is the installed distribution (module-path entrypoints), so there are no
     pull steps: nothing of the machine that deployed (paths, checkout) is recorded, and
@@ -155,14 +160,16 @@ async def apply_deployments(
                 enforce_parameter_schema=True,  # a run with parameters off-schema is refused
                 job_variables=job_variables,
                 concurrency_limit=spec.get("concurrency_limit"),
-                schedules=schedules(spec),
+                schedules=schedules(spec, activate),
                 pull_steps=[],
             )
             names.append(f"{flow.name}/{spec['name']}")
     return names
 
 
-def schedules(spec: dict[str, Any]) -> list[Any]:
+def schedules(
+    spec: dict[str, Any], activate: Callable[[str, dict[str, Any]], bool] | None = None
+) -> list[Any]:
     """prefect.yaml ``schedules`` (cron or interval entries) as API objects.
 
     >>> [s.schedule.cron for s in schedules({"schedules": [{"cron": "0 3 * * *"}]})]
@@ -183,11 +190,30 @@ def schedules(spec: dict[str, Any]) -> list[Any]:
         out.append(
             DeploymentScheduleCreate(
                 schedule=sched,
-                active=entry.get("active", True),
+                active=entry.get("active", True)
+                or bool(activate and activate(spec["name"], entry.get("parameters") or {})),
                 parameters=entry.get("parameters") or {},
             )
         )
     return out
+
+
+def game_days_in(inv: Any) -> Callable[[str, dict[str, Any]], bool]:
+    """``activate`` for :func:`apply_deployments`: a game-day schedule that the game day
+    itself would accept on this inventory (``tasks.actions.faults.plan_fault``: its
+    target exists and sits on a drill host) is turned on."""
+    from tasks.actions.faults import FaultRefused, plan_fault
+
+    def activate(deployment: str, params: dict[str, Any]) -> bool:
+        if deployment != "game-day":
+            return False
+        try:
+            plan_fault(str(params.get("scenario")), str(params.get("target")), inv)
+        except FaultRefused:
+            return False
+        return True
+
+    return activate
 
 
 def ensure_limits(settings: Any) -> int:

@@ -14,6 +14,7 @@ from inventory.models import Inventory, PlanName
 from inventory.routing import target_kind
 from inventory.severity import levels_of
 from tasks.escalation import ACKED_AT, ACKED_BY, AWAIT_ACK, acknowledged
+from tasks.prefect_api import resume_with_input
 
 
 def acknowledge(
@@ -155,7 +156,7 @@ def triage(
                 run_id=run_id, state=state)
         )  # fmt: skip
     key = run.state.state_details.pause_key
-    result = client.resume_flow_run(uid, run_input=form.model_dump(exclude={"code"}))
+    result = resume_with_input(client, uid, form.model_dump(exclude={"code"}))
     if str(getattr(result.status, "value", result.status)).upper() != "ACCEPT":
         why = getattr(result.details, "reason", "") or str(result.status)
         raise Refused(msg(lang, "Prefect refused the answer: {why}", why=why))

@@ -175,6 +175,11 @@ def _all_pids() -> list[int]:
     return [int(d) for d in os.listdir("/proc") if d.isdigit()]
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (zombies included), from /proc."""
+    return [c for c in _all_pids() if (st := _stat(c)) is not None and st[1] == pid]
+
+
 def has_env(pid: int, marks: dict[str, str]) -> bool:
     """Does the process's environment (as it was started) hold every ``NAME=value`` of
     ``marks``? False for processes that are gone, zombies, or not readable."""
@@ -318,6 +323,12 @@ def wait_until(
     if log and log.exists():
         tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-20:])
     raise StartupError(f"{what} did not become ready within {timeout_s:.0f}s{tail}")
+
+
+def check_ok(url: str, name: str) -> bool:
+    """Does the readiness answer at ``url`` (``/readyz``) say check ``name`` passes?"""
+    checks = requests.get(url, timeout=5).json().get("checks", {})
+    return bool(checks.get(name, {}).get("ok"))
 
 
 def http_ok(url: str, auth: str | None = None) -> bool:

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from contingency.runtime.processes import (
+    check_ok,
     has_env,
     http_ok,
     local_address,
@@ -46,7 +47,7 @@ STOP_GRACE_S = {"supervisor": 3.0, "forkserver": 5.0}
 """SIGTERM-to-SIGKILL grace per component when stopping (default 8 s)."""
 # Poll intervals that decide alert-to-action latency (Prefect's defaults are 10 s).
 FAST_POLLING = {
-    "PREFECT_WORKER_QUERY_SECONDS": "0.5",
+    "PREFECT_WORKER_QUERY_SECONDS": "0.2",
     "PREFECT_WORKER_PREFETCH_SECONDS": "5",
     "PREFECT_RUNNER_POLL_FREQUENCY": "1",
 }
@@ -109,6 +110,13 @@ def stack_env(settings: Settings, api_port: int, database_url: str | None) -> di
             "CONTINGENCY_WEBHOOK_TOKEN": webhook_token(settings),
         }
     )
+    if db.startswith("sqlite"):
+        # Prefect marks each run still Scheduled 15 s after its time "Late", one
+        # transaction per run on concurrent workers. On SQLite that fights the intake's
+        # run creations for the one write lock: with 200 incidents queued behind the
+        # pool's cap, thousands of "database is locked" and dispatch fell to ~1 run/s
+        # (benchmarks/storm.py). "Late" is only a name (the type stays Scheduled).
+        env["PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED"] = "false"
     return env
 
 
@@ -137,7 +145,10 @@ def up(
     lab_ssh_port: int | None = None,
     lab_service_ports: dict[str, int] | None = None,
     polling: dict[str, str] | None = None,
+    game_days: bool = False,
 ) -> StackInfo:
+    """Start the stack. ``game_days`` (a lab only): the game-day schedules of
+    prefect.yaml whose targets the lab has are turned on (the drill calendar)."""
     console = console or Console(stderr=True)
     run_dir = settings.state_dir / "run"
     if any(run_dir.glob("*.pid")):
@@ -198,7 +209,13 @@ def up(
                 settings.work_pool, locked=True, concurrency=settings.incident_max_concurrent
             )
         )
-        names = asyncio.run(apply_deployments(settings.work_pool))
+        activate = None
+        if game_days and lab:
+            from contingency.runtime.deploy import game_days_in
+            from inventory.loader import load_inventory
+
+            activate = game_days_in(load_inventory(settings.inventory_path()))
+        names = asyncio.run(apply_deployments(settings.work_pool, activate=activate))
     console.print(f"deployments: {', '.join(names)}")
     for name in ("forkserver", "worker", "intake", "reconciler", "supervisor"):
         _start(settings, name, argvs, env, run_dir)
@@ -292,6 +309,13 @@ def _start(
         wait_until(
             lambda: http_ok(f"http://{host}:{port}/healthz"),
             "alert intake",
+            60,
+            run_dir / "intake.log",
+        )
+        # its dispatcher (a process of its own) is what turns stored alerts into incidents
+        wait_until(
+            lambda: check_ok(f"http://{host}:{port}/readyz", "dispatcher"),
+            "alert intake's dispatcher",
             60,
             run_dir / "intake.log",
         )

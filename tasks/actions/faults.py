@@ -25,8 +25,11 @@ from inventory.models import Inventory
 from tasks.facts.probes import check_service
 from tasks.ssh.run import CommandResult, run_ssh
 
-SCENARIOS = ("service-stop", "dataset-corrupt")
+SCENARIOS = ("service-stop", "dataset-corrupt", "link-cut", "host-stop")
 DRILL_SITES = {"lab", "staging"}
+TABLE = "contingency_gameday"
+"""The nftables table a link-cut or host-stop game day adds (and deletes)."""
+_DROP_TABLE = f"nft delete table inet {TABLE} 2>/dev/null; true"
 
 
 class Fault(BaseModel):
@@ -46,8 +49,13 @@ def drill_allowed(labels: dict[str, str]) -> bool:
     return labels.get("site") in DRILL_SITES or labels.get("gameday") == "allowed"
 
 
-def plan_fault(scenario: str, target: str, inv: Inventory, tag: str | None = None) -> Fault:
-    """The commands that inject (and undo) ``scenario`` on ``target``. Pure."""
+def plan_fault(
+    scenario: str, target: str, inv: Inventory, tag: str | None = None, window_s: float = 360
+) -> Fault:
+    """The commands that inject (and undo) ``scenario`` on ``target``. Pure.
+
+    ``window_s``: how long a stopped host stays stopped at most (it comes back by itself:
+    nothing can reach it to undo the stop)."""
     tag = tag or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if scenario == "service-stop":
         if target not in inv.services:
@@ -78,6 +86,10 @@ def plan_fault(scenario: str, target: str, inv: Inventory, tag: str | None = Non
             cleanup=[f"rm -rf {keep}"],
             alert={"alertname": "DataLoss", "dataset": target},
         )  # fmt: skip
+    elif scenario == "link-cut":
+        fault = _link_cut(target, inv)
+    elif scenario == "host-stop":
+        fault = _host_stop(target, inv, window_s)
     else:
         raise FaultRefused(f"unknown scenario {scenario[:40]!r} (known: {', '.join(SCENARIOS)})")
     if not drill_allowed(inv.host(fault.host).labels):
@@ -85,6 +97,52 @@ def plan_fault(scenario: str, target: str, inv: Inventory, tag: str | None = Non
             f"host {fault.host} is not a drill host (labels site: lab|staging or gameday: allowed)"
         )
     return fault
+
+
+def _link_cut(target: str, inv: Inventory) -> Fault:
+    """The primary link stops passing traffic: its router drops every packet that would
+    leave through the link's interface (nftables; the routes stay as they are)."""
+    link = inv.links.get(target)
+    if link is None:
+        raise FaultRefused(f"link-cut needs a link; {target[:80]!r} is not one")
+    if link.role != "primary":
+        raise FaultRefused(f"link-cut drills a primary link (its plan fails over); {target} is not")
+    iface = shlex.quote(link.interface)
+    chain = "{ type filter hook %s priority -50; }"
+    inject = f"nft add table inet {TABLE} && " + " && ".join(
+        f"nft {shlex.quote(f'add chain inet {TABLE} {hook} {chain % hook}')} && "
+        f"nft add rule inet {TABLE} {hook} oifname {iface} drop"
+        for hook in ("output", "forward")
+    )
+    return Fault(
+        scenario="link-cut", target=target, host=link.router, inject=[_DROP_TABLE, inject],
+        undo=[_DROP_TABLE], cleanup=[_DROP_TABLE],
+        alert={"alertname": "LinkDown", "link": target},
+    )  # fmt: skip
+
+
+def _host_stop(target: str, inv: Inventory, window_s: float) -> Fault:
+    """The host stops answering: it drops every packet it receives, from a second after
+    the command returns, for ``window_s`` at most; then it comes back by itself (a host
+    that answers nothing cannot be told to come back)."""
+    if target not in inv.hosts:
+        raise FaultRefused(f"host-stop needs a host; {target[:80]!r} is not one")
+    if target not in inv.host_failover:
+        raise FaultRefused(f"host {target} has no host_failover entry: no plan to drill")
+    rules = (
+        f"add table inet {TABLE}\n"
+        f"add chain inet {TABLE} input {{ type filter hook input priority -50; policy drop; }}\n"
+    )
+    script = (
+        f"sleep 1; printf {shlex.quote(rules)} | nft -f -; "
+        f"sleep {int(window_s)}; nft delete table inet {TABLE}"
+    )
+    inject = f"nohup sh -c {shlex.quote(script)} >/dev/null 2>&1 </dev/null &"
+    return Fault(
+        scenario="host-stop", target=target, host=target, inject=[_DROP_TABLE, inject],
+        undo=[_DROP_TABLE], cleanup=[],  # fenced by the plan: it ends the stop by itself
+        alert={"alertname": "HostDown", "host": target},
+    )  # fmt: skip
 
 
 def run_all(commands: list[str], host: str, inv: Inventory) -> list[CommandResult]:
@@ -103,6 +161,14 @@ def healthy(fault: Fault, inv: Inventory) -> bool:
     (and, for a file, that it is not the game day's garbage)."""
     if fault.scenario == "service-stop":
         return check_service(inv.service(fault.target), inv).healthy
+    if fault.scenario == "link-cut":  # the router reaches a probe target on its default route
+        link = inv.links[fault.target]
+        pings = " || ".join(f"ping -n -q -c 1 -W 1 {shlex.quote(t)} >/dev/null"
+                            for t in link.probe_targets)  # fmt: skip
+        return run_ssh(inv.host(link.router), pings, timeout=30).ok
+    if fault.scenario == "host-stop":  # the host's services answer (wherever they run now)
+        services = [svc for svc in inv.services.values() if svc.host == fault.target]
+        return bool(services) and all(check_service(svc, inv).healthy for svc in services)
     ds = inv.datasets[fault.target]
     from tasks.actions.restore import verify_command
 

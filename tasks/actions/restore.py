@@ -1,7 +1,9 @@
 """Restore one backup onto a host without ever losing live data.
 
-Order: download (SHA-256 on the fly, via SFTP) to a temp path beside the target →
-SHA-256 of the copy on the host → format check + verify command on the copy → stop
+Order: download to a temp path beside the target — streamed through this process over
+SFTP (SHA-256 on the fly), or fetched by the host itself from a pre-signed URL
+(``Dataset.restore_via``: `tasks.actions.direct`) → SHA-256 of the copy on the host →
+format check + verify command on the copy → stop
 the services (``hooks.stop``) → move live data aside (kept) → rename the copy into
 place → start the services and check their health (``hooks.start``) → verify command
 on the live path → on failure, put the old data back and start the services again.
@@ -10,11 +12,12 @@ Any failure before the swap leaves live data untouched.
 Example::
 
     res = restore_point(ds, conn, store, point)
-    print(res.ok, res.reason, res.aside)
+    print(res.ok, res.via, res.reason, res.aside)
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import shlex
 import threading
@@ -22,12 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel
 
 from inventory.datasets import BackupFormat, Dataset, DatasetKind
 from inventory.errors import ContingencyError
-from tasks.ssh.models import CommandResult
+from tasks.actions.direct import fetch_direct
+from tasks.ssh.models import CommandResult, where
 from tasks.ssh.run import SSHConnection
 from tasks.storage import Manifest, RestorePoint, Store
 
@@ -52,6 +57,10 @@ class RestoreResult(BaseModel):
     rolled_back: bool = False
     aside: str = ""
     reason: str = ""
+    via: Literal["sftp", "direct"] = "sftp"
+    """How the copy reached the host (the last way tried)."""
+    fallback: str = ""
+    """Why the direct download was not used (``restore_via: auto``), else empty."""
 
 
 class PipelinedWriter:
@@ -90,6 +99,9 @@ class PipelinedWriter:
             raise self._error
 
 
+log = logging.getLogger("contingency.restore")
+
+
 def _q(p: str) -> str:
     return shlex.quote(p)
 
@@ -109,6 +121,10 @@ def verify_command(ds: Dataset, path: str) -> str:
     return ds.verify.replace("{path}", _q(path)) if ds.verify else "true"
 
 
+DIRECT_MISMATCH = (
+    "download failed, live data untouched: the copy the host downloaded does not match "
+    "the manifest's SHA-256"
+)
 CHECK_FAILURES = {
     11: "download failed, live data untouched: the copy on the host does not match the "
     "manifest's SHA-256 (disk full or short write?)",
@@ -176,6 +192,65 @@ def download(
         sftp.close()
 
 
+class Landed(NamedTuple):
+    via: Literal["sftp", "direct"]
+    fallback: str = ""
+    """Why ``auto`` fell back to SFTP."""
+    failure: str = ""
+    """Why the copy is not staged and verified ("" when it is)."""
+
+
+def check_on_host(
+    ds: Dataset, conn: SSHConnection, dl: str, staged: str, sha256: str,
+    record: Callable[[CommandResult], None],
+) -> str:  # fmt: skip
+    """Run `host_check_command`; "" when the copy is staged and verified, else why not."""
+    # The bytes that landed on the host are hashed there (a full disk or a short write
+    # must never reach the swap), then the format, stage and verify — one command (each
+    # SSH command costs a round of sshd work).
+    checked = conn.run(host_check_command(ds, dl, staged, sha256), timeout=600)
+    record(checked)
+    if checked.ok:
+        return ""
+    return CHECK_FAILURES.get(
+        checked.exit_code or -1,
+        f"checks on the host failed (exit {checked.exit_code}), live data untouched",
+    )
+
+
+def land(
+    ds: Dataset, conn: SSHConnection, store: Store, point: RestorePoint, dl: str, staged: str,
+    progress: Callable[[int], None] | None, record: Callable[[CommandResult], None],
+) -> Landed:  # fmt: skip
+    """Get ``point`` to ``dl`` on the host the dataset's way, then `check_on_host`.
+
+    ``auto`` falls back to SFTP when the host's own download fails or its copy does not
+    match the manifest (the fallback overwrites the partial copy); any other failed
+    check is the backup's, not the path's, and is not retried."""
+    sha, fallback = point.manifest.sha256, ""
+    if ds.restore_via != "sftp":
+        why = fetch_direct(conn, store, ds.location, point.key, dl, point.manifest.size, record)
+        if not why:
+            failed = check_on_host(ds, conn, dl, staged, sha, record)
+            if failed != CHECK_FAILURES[11]:
+                return Landed("direct", failure=failed)
+            if ds.restore_via == "direct":
+                return Landed("direct", failure=DIRECT_MISMATCH)
+            why = "the copy the host downloaded does not match the manifest's SHA-256"
+        elif ds.restore_via == "direct":
+            return Landed("direct", failure=f"download failed, live data untouched: {why}")
+        log.warning(
+            "%s: direct download of %s failed, falling back to SFTP: %s",
+            where(conn.host), point.key, why,
+        )  # fmt: skip
+        fallback = why
+    try:
+        download(conn, store, point.key, dl, point.manifest, progress)
+    except (ContingencyError, OSError) as exc:
+        return Landed("sftp", fallback, f"download failed, live data untouched: {exc}")
+    return Landed("sftp", fallback, check_on_host(ds, conn, dl, staged, sha, record))
+
+
 def restore_point(
     ds: Dataset, conn: SSHConnection, store: Store, point: RestorePoint,
     target: str | None = None, progress: Callable[[int], None] | None = None,
@@ -195,23 +270,11 @@ def restore_point(
     def cleanup() -> None:
         run(f"rm -rf {_q(dl)} {_q(staged)}")
 
-    try:
-        download(conn, store, point.key, dl, point.manifest, progress)
-    except (ContingencyError, OSError) as exc:
+    landed = land(ds, conn, store, point, dl, staged, progress, hooks.record)
+    res = res.model_copy(update={"via": landed.via, "fallback": landed.fallback})
+    if landed.failure:
         cleanup()
-        return res.model_copy(update={"reason": f"download failed, live data untouched: {exc}"})
-    # The bytes streamed matched the manifest; check the bytes that landed on the host
-    # too (a full disk or a short write must never reach the swap), then the format,
-    # stage and verify — one command (each SSH command costs a round of sshd work).
-    checked = conn.run(host_check_command(ds, dl, staged, point.manifest.sha256), timeout=600)
-    hooks.record(checked)
-    if not checked.ok:
-        cleanup()
-        why = CHECK_FAILURES.get(
-            checked.exit_code or -1,
-            f"checks on the host failed (exit {checked.exit_code}), live data untouched",
-        )
-        return res.model_copy(update={"reason": why})
+        return res.model_copy(update={"reason": landed.failure})
     if not hooks.stop():
         hooks.start()
         cleanup()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from prefect.context import FlowRunContext
 
-from tasks.prefect_api import get_client
+from tasks.prefect_api import get_client, resume_with_input
 
 if TYPE_CHECKING:
     from tasks.gate.approval import GatePolicy
@@ -87,7 +87,7 @@ class GateWatch:
         )
         try:
             with get_client(sync_client=True) as client:
-                client.resume_flow_run(self.run_id, run_input=run_input)
+                resume_with_input(client, self.run_id, run_input)
         except Exception as exc:  # noqa: BLE001 - try again on the next tick
             log.warning("gate watch: could not close the gate (%s)", type(exc).__name__)
 

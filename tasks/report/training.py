@@ -54,15 +54,9 @@ def problems(session: TrainingSession, people: set[str]) -> list[str]:
 
 def record(client: Any, session: TrainingSession) -> bool:
     """Store ``session``; False if the same session is already recorded."""
-    from prefect.client.schemas.actions import VariableCreate
+    from tasks.prefect_api import create_record
 
-    name = PREFIX + session.id.replace("-", "_")
-    if client.read_variable_by_name(name) is not None:
-        return False
-    client.create_variable(
-        VariableCreate(name=name, value=session.model_dump(mode="json"), tags=["training"])
-    )
-    return True
+    return create_record(client, PREFIX + session.id.replace("-", "_"), session, "training")
 
 
 def read_all(client: Any) -> list[TrainingSession]:

@@ -150,8 +150,15 @@ class SSHConnection:
     def is_active(self) -> bool:
         return self.transport is not None and self.transport.is_active()
 
-    def run(self, command: str, timeout: float, on_line: LineSink | None = None) -> CommandResult:
+    def run(
+        self, command: str, timeout: float, on_line: LineSink | None = None,
+        stdin: bytes | None = None,
+    ) -> CommandResult:  # fmt: skip
         """Run ``command`` with ``sh -c`` on the host; a non-zero exit is not an error.
+
+        ``stdin`` (small: it is sent before the output is read) is written to the
+        command's standard input, then closed — a way to hand a command a credential
+        that must not show in the host's ``ps`` or in the recorded command.
 
         The first 200 output lines go to ``on_line(stream, line)``; lines and tails are
         redacted. At the deadline the channel is closed, the result says ``timed_out``
@@ -171,6 +178,9 @@ class SSHConnection:
             raise SSHError(f"{where(self.host)}: cannot start command: {exc}") from exc
         try:
             chan.exec_command(remote_command(command, timeout))
+            if stdin is not None:
+                chan.sendall(stdin)
+                chan.shutdown_write()
         except _LOST as exc:
             chan.close()
             if not self._died():  # the host refused the request: nothing ran

@@ -401,7 +401,10 @@ def test_storm_of_resends_starts_one_incident_per_fingerprint(lab_stack: Stack) 
     hits_before = metric(lab_stack, "contingency_alerts_dedup_cache_hits_total")
     with ThreadPoolExecutor(4) as pool:
         answers = list(
-            pool.map(lambda k: lab_stack.post("/webhook/alertmanager", payloads[k % 5]), range(200))
+            pool.map(
+                lambda k: lab_stack.post("/webhook/alertmanager", payloads[k % 5], settle=False),
+                range(200),
+            )
         )
     assert {a.status_code for a in answers} == {202}
     refs = [a.json()["incidents"][0] for a in answers]
@@ -452,7 +455,7 @@ def test_prefect_unreachable_the_alert_is_stored_and_started_after_a_kill_9(
     import subprocess
     import sys
 
-    from contingency.runtime.processes import free_port
+    from contingency.runtime.processes import alive, children, free_port
     from tasks.prefect_api import get_client
 
     def start(api: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -488,9 +491,13 @@ def test_prefect_unreachable_the_alert_is_stored_and_started_after_a_kill_9(
         ref = r.json()["incidents"][0]
         assert ref["flow_run_id"] is None and ref["note"].startswith("queued"), ref
         assert ref["fingerprint"] == fingerprint_of(labels)
+        dispatchers = children(proc.pid)
+        assert len(dispatchers) == 1, dispatchers  # the intake's dispatcher process
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+    # its dispatcher sees the intake's pipe close and stops too: no orphan dispatching
+    wait_for(lambda: not any(alive(pid) for pid in dispatchers), what="the dispatcher gone")
     proc, url = start(lab_stack.api_url)
     try:
         tag = f"fingerprint:{fingerprint_of(labels)}"

@@ -36,6 +36,7 @@ from tests.fixtures_stack import (
     Stack,
     approval_code,
     pointed_at,
+    run_whereabouts,
     start_stack,
     stop_stack,
     wait_for,
@@ -65,7 +66,10 @@ def _alert(stack: Stack, target: str, alertname: str = "ServiceDown") -> str:
 
 
 def _at_gate(run_id: str, timeout_s: float = 90) -> None:
-    wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), timeout_s, "gate")
+    try:
+        wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), timeout_s, "gate")
+    except AssertionError as exc:  # say where the run is: a bare timeout tells nothing
+        raise AssertionError(f"{exc}\n{run_whereabouts(run_id)}") from None
 
 
 def _run(run_id: str):  # type: ignore[no-untyped-def]

@@ -32,6 +32,7 @@ from contingency.runtime.processes import alive, has_env, processes_with_env
 from contingency.runtime.stack import stack_client
 from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack, start_stack, stop_stack, wait_for
+from tests.integration.test_intake_readiness import dispatcher_ready
 
 COMPONENTS = ["server", "forkserver", "worker", "intake", "reconciler", "supervisor"]
 
@@ -122,7 +123,9 @@ def test_up_records_the_supervisor_and_a_private_env(sup_stack: Stack) -> None:
         assert alive(_pid(sup_stack, name)), name
     env_file = sup_stack.state_dir / "run" / "env.json"
     assert env_file.stat().st_mode & 0o777 == 0o600
-    assert "supervising" in (sup_stack.state_dir / "run" / "supervisor.log").read_text()
+    log = sup_stack.state_dir / "run" / "supervisor.log"
+    # `up` returns once the supervisor is spawned; under load its first line comes later
+    wait_for(lambda: "supervising" in log.read_text(), 30, what="the supervisor's first line")
 
 
 def test_killed_fork_server_is_restarted_serves_and_is_paged(sup_stack: Stack) -> None:
@@ -153,6 +156,9 @@ def test_killed_worker_and_intake_are_restarted_and_paged(sup_stack: Stack) -> N
     for name, pid in old.items():
         _restarted(sup_stack, name, pid)
     wait_for(lambda: _healthy(sup_stack.intake_url), 15, what="intake answering")
+    # the supervisor restarts the intake as `up` starts it: answering, and its dispatcher
+    # warmed up (/readyz says so) before the restart counts as done
+    wait_for(lambda: dispatcher_ready(sup_stack.intake_url), 60, what="intake's dispatcher ready")
     for name in old:
         msg = _paged(sup_stack, name)
         assert "restarted at" in str(msg["message"])

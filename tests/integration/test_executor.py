@@ -71,13 +71,21 @@ def _plan(ctx: IncidentContext, *steps: SshAction, **kw: object) -> Plan:
 def test_a_freeze_during_the_plan_stops_it_before_the_next_changing_step(
     ssh_host: Host, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "ran"
+    marker, frozen = tmp_path / "ran", tmp_path / "frozen"
     ctx = _ctx(_inv(ssh_host))
-    first = _step(f"sleep 2; echo one >> {marker}", f"echo undo >> {marker}")
+    # the first step ends only once the freeze is recorded (not after a fixed sleep: under
+    # a loaded CI the freeze's API call once took longer than the step)
+    wait = f"timeout 60 sh -c 'until [ -f {frozen} ]; do sleep 0.1; done'"
+    first = _step(f"{wait}; echo one >> {marker}", f"echo undo >> {marker}")
     plan = _plan(ctx, first, _step(f"echo two >> {marker}"))
     # the Prefect settings the session's fixtures set live in context variables
     here = contextvars.copy_context()
-    timer = threading.Timer(0.8, here.run, args=(rails.freeze, "test", "frozen mid-plan"))
+
+    def freeze() -> None:
+        here.run(rails.freeze, "test", "frozen mid-plan")
+        frozen.touch()
+
+    timer = threading.Timer(0.8, freeze)
     timer.start()
     try:
         verdict = _run(ctx, plan)

@@ -14,7 +14,7 @@ from prefect.deployments import run_deployment
 
 from contingency.lab.inbox import read
 from contingency.runtime.waiting import wait_for_run
-from tests.fixtures_stack import Stack
+from tests.fixtures_stack import Stack, cli
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +45,11 @@ def test_game_day_stops_a_service_and_grades_detection_and_recovery(lab_stack: S
     # meanwhile: only pages about this drill count; each page links its run)
     about = [m for m in read(inbox)[before:] if incident in str(m) or str(run.id) in str(m)]
     assert about == [], about
+    # its result joins the drill trend `contingency stats` shows
+    stats = cli(lab_stack, "stats", "--since", "1h")
+    assert stats.returncode == 0, stats.stderr
+    line = next(ln for ln in stats.stdout.splitlines() if "game-day-service-stop-api" in ln)
+    assert "pass" in line and "+" in line, stats.stdout
 
 
 def test_game_day_refuses_hosts_not_marked_for_drills(lab_stack: Stack, tmp_path) -> None:

@@ -16,6 +16,7 @@ from prefect.client.orchestration import get_client
 from inventory.models import GatePolicy, Inventory, Person, RoleName
 from tasks.gate.approval import GateResult, request_approval
 from tasks.gate.watch import RESOLVED_TAG
+from tasks.prefect_api import resume_with_input
 from tests.fixtures_stack import wait_for
 
 INV = Inventory(
@@ -84,7 +85,7 @@ class Gate:
     def submit(self, **run_input: Any) -> None:
         self.wait_paused()
         with get_client(sync_client=True) as client:
-            client.resume_flow_run(self.run_id, run_input={"comment": "", **run_input})
+            resume_with_input(client, self.run_id, {"comment": "", **run_input})
 
     def finish(self, timeout_s: float = 30) -> GateResult:
         self.thread.join(timeout_s)

@@ -15,7 +15,7 @@ from prefect.states import Cancelled
 
 from contingency.cli.gates import open_gates
 from contingency.lab.launcher import crash_service, labctl, service_host
-from tests.fixtures_stack import Stack, wait_for
+from tests.fixtures_stack import Stack, run_whereabouts, wait_for
 
 
 def _post(stack: Stack, fingerprint: str, starts_at: str | None = None) -> dict:
@@ -37,7 +37,10 @@ def test_undated_resend_in_the_next_minute_joins_the_open_incident(lab_stack: St
         run_id = first["flow_run_id"]
         assert run_id and not first["deduplicated"]
         # the incident stays open: `report` needs sign-off
-        wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), 90, "gate")
+        try:
+            wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), 150, "gate")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{run_whereabouts(run_id)}") from None
         minute = datetime.now(UTC).minute
         time.sleep(61 - datetime.now(UTC).second)  # into the next minute: a new key
         assert datetime.now(UTC).minute != minute

@@ -15,7 +15,7 @@ from contingency.lab.hwlab import HardwareLab
 from contingency.lab.netlab_launch import running_hardware_lab
 from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack, wait_for
-from tests.integration.test_network_e2e import sign_off
+from tests.integration.test_network_e2e import game_day, sign_off
 
 pytestmark = pytest.mark.usefixtures("netns_capable")
 
@@ -52,3 +52,20 @@ def test_host_down_alert_moves_the_service_to_the_standby(
     report = (lab_stack.state_dir / "reports" / f"incident-{run_id}.md").read_text()
     assert "failed_over" in report and "ip link set dev pa down" in report
     assert "HARDWARE TICKET hw-a" in report
+
+
+def test_host_stop_game_day_moves_the_service_and_passes(lab_stack: Stack) -> None:
+    """The weekly host-stop game day: hw-a stops answering (it drops every packet), the
+    drill's probe sees portal gone, the hardware plan (signed off) fences hw-a and moves
+    portal and its VIP to hw-b; graded PASS."""
+    lab = running_hardware_lab(lab_stack.settings)
+    try:
+        assert _answers(lab.url) and lab.vip_holders() == ["hw-a"]
+        text = game_day(lab_stack, "host-stop", "hw-a", "host", 240)
+        assert "**PASS**" in text and "put back by the drill itself: no" in text
+        assert _answers(lab.url) and "hw-b" in lab.vip_holders()
+        assert not lab.port_up("hw-a")  # fenced by the plan
+    finally:
+        lab.topo.run("hwa", "nft", "delete", "table", "inet", "contingency_gameday",
+                     check=False)  # fmt: skip
+        lab.reset()

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from contingency.runtime.processes import free_port
+from contingency.runtime.processes import check_ok, free_port
 from tests.fixtures_stack import ACK_WAIT, Stack, wait_for
 
 
@@ -26,6 +26,13 @@ def _answers(url: str) -> bool:
     try:
         return requests.get(f"{url}/healthz", timeout=2).ok
     except requests.ConnectionError:
+        return False
+
+
+def dispatcher_ready(url: str) -> bool:
+    try:
+        return check_ok(f"{url}/readyz", "dispatcher")
+    except requests.RequestException:
         return False
 
 
@@ -55,6 +62,8 @@ def intake_process(stack: Stack, **extra: str) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _answers(url), what="intake up")
+        # and its dispatcher warmed up: answers then carry the incidents (``ACK_WAIT``)
+        wait_for(lambda: dispatcher_ready(url), what="intake's dispatcher ready")
         yield url
     finally:
         proc.terminate()
@@ -75,7 +84,7 @@ def test_the_stack_intake_is_ready_without_a_token(lab_stack: Stack) -> None:
     )
     assert status == 200 and body["ready"] is True and "failing" not in body
     checks = body["checks"]
-    assert set(checks) == {"prefect_api", "deployment", "worker", "state_dir"}
+    assert set(checks) == {"prefect_api", "deployment", "worker", "state_dir", "dispatcher"}
     assert all(c["ok"] for c in checks.values()), checks
     assert "live worker" in checks["worker"]["detail"]
     text = requests.get(f"{lab_stack.intake_url}/readyz", timeout=5).text

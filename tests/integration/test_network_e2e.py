@@ -179,3 +179,63 @@ def test_a_cut_link_storm_is_one_incident_that_pages_each_role_once(
     opened = Counter(m["path"] for m in pages if "Incident opened" in str(m.get("title")))
     assert opened and set(opened.values()) == {1}, opened
     assert any("+39 related alerts" in str(m.get("message")) for m in pages)
+
+
+def drill_incident(label: str, value: str, since: float) -> str | None:
+    """The drill incident a game day raised for ``label=value`` since ``since`` (epoch)."""
+    from datetime import UTC, datetime
+
+    from prefect.client.schemas.filters import FlowRunFilterStartTime
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=["incident", "drill"]),
+                start_time=FlowRunFilterStartTime(after_=datetime.fromtimestamp(since - 5, UTC)),
+            )
+        )
+    found = [r for r in runs if r.parameters["alert"]["labels"].get(label) == value]
+    return str(found[0].id) if found else None
+
+
+def game_day(stack: Stack, scenario: str, target: str, label: str, timeout_s: float) -> str:
+    """Run the deployed game day, sign off its drill incident as the command center would
+    (a plan that needs sign-off needs people in a drill too), wait for it; its report."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.deployments import run_deployment
+
+    began = time.time()
+    run = run_deployment(
+        "game-day/game-day", timeout=0,
+        parameters={"scenario": scenario, "target": target, "detect_target_s": 30,
+                    "recover_target_s": timeout_s / 3},
+    )  # fmt: skip
+    incident = wait_for(lambda: drill_incident(label, target, began), 120, "drill incident")
+    sign_off(stack, incident)
+    final = wait_for_run(run.id, timeout_s=timeout_s + 120)
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+    text = next(str(a.data) for a in arts if a.key == f"game-day-{scenario}-{target}")
+    assert final.state is not None and final.state.is_completed(), (final.state, text)
+    assert f"- incident: {incident} (Completed)" in text, text
+    return text
+
+
+def test_link_cut_game_day_fails_over_and_passes(lab_stack: Stack) -> None:
+    """The weekly link-cut game day: the primary's router drops what leaves through it,
+    the drill's probe sees the router lose the internet, the network plan (signed off)
+    fails over to the backup; graded PASS, the drill's rules removed."""
+    lab = running_network_lab(lab_stack.settings)
+    try:
+        assert "dev up1" in lab.default_route()
+        text = game_day(lab_stack, "link-cut", "uplink-a", "link", 240)
+        assert "**PASS**" in text and "put back by the drill itself: no" in text
+        assert "via 198.51.100.6 dev up2" in lab.default_route() and lab.reachable()
+        assert "contingency_gameday" not in lab.topo.run("router", "nft", "list", "tables")
+    finally:
+        lab.topo.run("router", "nft", "delete", "table", "inet", "contingency_gameday",
+                     check=False)  # fmt: skip
+        route = ["ip", "route", "replace", "default", "via", "198.51.100.2", "dev", "up1"]
+        lab.topo.run("router", *route)

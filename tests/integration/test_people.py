@@ -15,7 +15,7 @@ import requests
 from contingency.cli.alerts import alertmanager_payload
 from contingency.cli.gates import decide, open_gates
 from contingency.lab.inbox import person_path, read
-from contingency.lab.launcher import crash_service
+from contingency.lab.launcher import crash_service, labctl, service_host
 from contingency.runtime.waiting import wait_for_run
 from tests.fixtures_stack import Stack, approval_code, cli, pointed_at, wait_for
 
@@ -25,6 +25,7 @@ def api_down(lab_stack: Stack) -> Iterator[str]:
     """The lab's `api` service crashed (the plan restarts it)."""
     crash_service(lab_stack.settings, "api")
     yield "api"
+    labctl(lab_stack.settings, service_host(lab_stack.settings, "api"), "start", "api")
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -90,7 +91,9 @@ def test_a_level_II_incident_waits_for_the_command_centers_activation(
     """The restart plan has no gate of its own; level II demands one, and pages every role."""
     run_id = _fire(lab_stack, severity="II")
     wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), 90, "activation gate")
-    assert _opened(lab_stack, run_id, "/users") and _opened(lab_stack, run_id, "/info")
+    # every role is paged; the pages may land a moment after the gate opens
+    wait_for(lambda: _opened(lab_stack, run_id, "/users"), 30, "the users' page")
+    wait_for(lambda: _opened(lab_stack, run_id, "/info"), 30, "the information page")
     decide(run_id, "approve", "zhang.wei", approval_code(lab_stack, run_id), "activate")
     run = wait_for_run(run_id, timeout_s=120)
     assert run.state is not None and run.state.is_completed(), run.state

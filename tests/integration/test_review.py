@@ -19,6 +19,7 @@ from contingency.cli.alerts import alertmanager_payload
 from contingency.cli.stats import collect
 from contingency.lab.launcher import crash_service
 from contingency.runtime.waiting import wait_for_run
+from tasks.prefect_api import resume_with_input
 from tests.fixtures_stack import Stack, cli, wait_for
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,7 @@ def incident(lab_stack: Stack) -> str:
     labels = {"alertname": "ServiceDown", "service": "web", "test": uuid.uuid4().hex}
     resp = lab_stack.post("/webhook/alertmanager", alertmanager_payload(labels))
     run_id = resp.json()["incidents"][0]["flow_run_id"]
-    run = wait_for_run(run_id, timeout_s=90)
+    run = wait_for_run(run_id, timeout_s=180)
     assert run.state is not None and run.state.is_completed(), run.state
     return run_id
 
@@ -109,10 +110,10 @@ def test_review_form_flow_appends_the_submitted_review(lab_stack: Stack, inciden
     }  # fmt: skip
     wait_for(paused, 60, what="review form open")
     with get_client(sync_client=True) as client:  # an unknown reviewer is refused
-        client.resume_flow_run(run.id, run_input={**review, "reviewer": "eve"})
+        resume_with_input(client, run.id, {**review, "reviewer": "eve"})
     wait_for(paused, 60, what="review form open again")
     with get_client(sync_client=True) as client:
-        client.resume_flow_run(run.id, run_input=review)
+        resume_with_input(client, run.id, review)
     final = wait_for_run(run.id, timeout_s=60)
     assert final.state is not None and final.state.is_completed(), final.state
     text = (lab_stack.state_dir / "reports" / f"incident-{incident}.md").read_text()

@@ -22,7 +22,7 @@ from contingency.cli.gates import decide, open_gates
 from contingency.lab.inbox import read
 from contingency.runtime.waiting import wait_for_run
 from inventory.loader import load_inventory
-from tests.fixtures_stack import Stack, approval_code, wait_for
+from tests.fixtures_stack import Stack, approval_code, run_whereabouts, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -138,13 +138,12 @@ def test_sign_off_step_waits_for_the_command_center(lab_stack: Stack) -> None:
 
     host = service_host(lab_stack.settings, "report")
     labctl(lab_stack.settings, host, "stop", "report")
-    try:
+    try:  # an incident still open at the end is cancelled by _no_incident_left_open
         run_id = _post(lab_stack, "ReportStuck")
-        wait_for(
-            lambda: any(g.flow_run_id == run_id for g in open_gates()),
-            timeout_s=60,
-            what="gate open",
-        )
+        try:  # the worker starts the run, `report-status` runs over SSH, then the gate
+            wait_for(lambda: any(g.flow_run_id == run_id for g in open_gates()), 150, "gate")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{run_whereabouts(run_id)}") from None
         code = _code(lab_stack, run_id)
         decide(run_id, "approve", "zhang.wei", code, "restart it")
         state, report, tasks = _finish(run_id, lab_stack)

@@ -35,4 +35,4 @@ def test_training_is_recorded_listed_due_and_in_the_plan_document(lab_stack: Sta
     doc = cli(lab_stack, "plans", "doc", "--lang", "zh")
     assert doc.returncode == 0, doc.stderr
     assert topic in doc.stdout and "365 天内未参加培训或演练的人员" in doc.stdout
-    assert "| chen.jie | 从未 | 从未 |" in doc.stdout
+    assert "| 陈杰 (Chen Jie) | 从未 | 从未 |" in doc.stdout  # by the name people know

@@ -52,7 +52,8 @@ def _fill(ui: Page, stack: Stack, run_id: str, owner: str, expect: str, tries: i
         # writes; the UI then says "Something went wrong"). The run still waits: submit
         # again, as a person would.
         if tries <= 1 or not _paused(run_id):
-            raise
+            said = dialog.inner_text(timeout=5_000)[-1500:] if dialog.is_visible() else ""
+            raise AssertionError(f"the review form did not go through; it says:\n{said}") from None
         ui.keyboard.press("Escape")
         _fill(ui, stack, run_id, owner, expect, tries - 1)
 

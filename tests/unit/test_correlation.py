@@ -1,7 +1,8 @@
 """Correlation as data: tests/unit/cases/correlation.yaml gives a topology and a burst of
 alerts, and the incidents that must come out. The real dispatcher runs each case against
 an in-memory stand-in for Prefect's flow runs (the end-to-end run on the network lab and
-a real Prefect server is tests/integration/test_storm.py)."""
+a real Prefect server is
+tests/integration/test_network_e2e.py::test_a_cut_link_storm_is_one_incident_that_pages_each_role_once)."""
 
 from __future__ import annotations
 

@@ -95,6 +95,15 @@ def test_generic_hmac_bearer_and_replay(tmp_path) -> None:
         'contingency_alerts_rejected_total{endpoint="/webhook/generic",reason="replay"} 1.0' in text
     )
     assert 'contingency_alerts_deduplicated_total{source="generic"} 1.0' in text
+    # stored → dispatched: both accepted posts, once each (rows are written after the answer)
+    deadline = time.monotonic() + 10
+    while "contingency_alert_dispatch_seconds_count 2.0" not in text:
+        assert time.monotonic() < deadline, [
+            line for line in text.splitlines() if "dispatch_seconds_count" in line
+        ]
+        time.sleep(0.1)
+        text = c.get("/metrics").text
+    assert "contingency_alert_dispatch_seconds_count 2.0" in c.get("/metrics").text
 
 
 def test_grafana_limits(tmp_path) -> None:

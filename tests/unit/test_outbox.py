@@ -69,3 +69,54 @@ def test_a_store_that_cannot_write_raises_and_keeps_nothing(tmp_path: Path) -> N
         box.add([("lost", 2, False, "l")])
     box._db.execute("PRAGMA query_only = OFF")
     assert [r.alert for r in box.due()] == ["kept"]
+
+
+def test_the_webhook_side_waits_out_another_processes_write_and_gives_up_in_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher's process holds the write lock (a real second process): the
+    webhook's spinning outbox stores once it is released, and past ``BUSY_WAIT_S``
+    it raises (the intake then answers 503: not stored), never hangs."""
+    import contingency.intake.outbox as outbox_module
+
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path, spin=True)
+    hold = (
+        "import sqlite3, sys, time\n"
+        f"db = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+        "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True)\n"
+        "time.sleep(float(sys.argv[1])); db.execute('COMMIT')\n"
+    )
+
+    def holder(seconds: float) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", hold, str(seconds)], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        return proc
+
+    proc = holder(0.3)
+    [rid] = box.add([("x", 2, False, "fa")])
+    proc.wait(10)
+    assert box.depth() == 1 and [r.id for r in box.due()] == [rid]
+
+    monkeypatch.setattr(outbox_module, "BUSY_WAIT_S", 0.2)
+    proc = holder(3)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            box.add([("y", 2, False, "fb")])
+    finally:
+        proc.wait(10)
+    assert box.depth() == 1
+
+
+def test_dispatched_since_gives_each_rows_delay_once(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite")
+    start = time.time() - 1
+    [a, b, c] = box.add([("x", 2, False, "fa"), ("y", 2, False, "fb"), ("z", 2, False, "fc")])
+    box.finish_many([(a, "done", "run-1", "incident started", None)])
+    box.finish(b, "absorbed", "run-1", "joined")
+    rows = box.dispatched_since(start)
+    assert len(rows) == 2 and all(0 <= seconds < 60 for _, seconds in rows)
+    assert box.dispatched_since(rows[-1][0]) == []  # nothing twice
+    assert box.depth() == 1  # c is still pending: not dispatched

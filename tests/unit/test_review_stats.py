@@ -128,3 +128,21 @@ def test_dry_runs_and_unfinished_runs_are_no_records() -> None:
     assert record(_run(Completed()), summary) is None
     assert record(_run(Completed(), dry_run=True), None) is None
     assert record(_run(Running()), None) is None
+
+
+def test_drill_trends_count_passes_and_mark_each_run_oldest_first() -> None:
+    from contingency.cli.stats import drill_trends
+
+    rows = [  # newest first, as read from the artifacts
+        ["game-day-link-cut-uplink-a", "2026-12-04 10:00 UTC", "pass", "detect 1.2s"],
+        ["drill-report-db", "2026-12-03 03:00 UTC", "pass", "ok"],
+        ["game-day-link-cut-uplink-a", "2026-11-27 10:00 UTC", "partial", "late"],
+        ["drill-report-db", "2026-12-02 03:00 UTC", "FAIL", "checksum"],
+        ["game-day-link-cut-uplink-a", "2026-11-20 10:00 UTC", "fail", "not recovered"],
+    ]
+    trends = {t.drill: t for t in drill_trends(rows)}
+    link = trends["game-day-link-cut-uplink-a"]
+    assert (link.runs, link.passed, link.latest, link.history) == (3, 1, "pass", "-~+")
+    db = trends["drill-report-db"]
+    assert (db.runs, db.passed, db.latest, db.history) == (2, 1, "pass", "-+")
+    assert drill_trends([]) == []

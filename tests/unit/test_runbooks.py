@@ -61,7 +61,7 @@ def test_errors_name_file_line_and_step(tmp_path: Path) -> None:
         "(not under services)",
         "zz.yaml:7: runbooks.rb.steps.3: step 'four': the ssh step needs command",
         "zz.yaml:8: runbooks.rb.steps.4.kind: step 'five': Input should be 'ssh', 'probe', "
-        "'approval', 'notify', 'http' or 'wait'",
+        "'approval', 'notify', 'http', 'wait' or 'rolling'",
         "zz.yaml:9: runbooks.rb.steps.5: step 'six': the probe step takes no command",
         "zz.yaml:10: runbooks.rb.steps.6: step 'seven': the notify step needs message",
         "zz.yaml:13: runbooks.rb.steps.7.url: step 'eight': String should match pattern "
@@ -276,13 +276,13 @@ def test_routing_points_at_the_runbook() -> None:
 
 
 def test_plan_document_lists_every_runbook_in_both_languages() -> None:
-    for lang, heading, signoff in (
-        ("en", "Runbook", "**sign-off**"),
-        ("zh", "处置手册", "**审批**"),
+    for lang, heading, signoff, colon in (
+        ("en", "Runbook", "**sign-off**", ": "),
+        ("zh", "处置手册", "**审批**", "："),
     ):
         doc = render_doc(INV, lang)
         for name, rb in INV.runbooks.items():
-            assert f"{heading} `{name}`: {rb.title[lang]}" in doc  # type: ignore[index]
+            assert f"{heading} `{name}`{colon}{rb.title[lang]}" in doc  # type: ignore[index]
             assert rb.text("description", lang) in doc
             assert all(f"`{s.name}`" in doc for s in rb.steps)
             assert all(f"`{p}`" in doc for p in rb.parameters)

@@ -1,0 +1,261 @@
+"""Direct restores (the host downloads from a pre-signed URL) over real sshd from real
+SeaweedFS: the bytes arrive verified, the URL is recorded nowhere, ``auto`` falls back
+to SFTP when the host cannot fetch."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contingency.lab.sshd import SshdServer, free_port
+from flows.backup import take_backup
+from inventory.datasets import BackupLocation, Dataset, RestoreVia
+from inventory.models import Host
+from inventory.settings import Settings
+from tasks.actions.restore import RestoreHooks, RestoreResult, restore_point
+from tasks.ssh.models import CommandResult
+from tasks.ssh.run import SSHConnection
+from tasks.storage import RestorePoint, Store
+from tests.fixtures_ssh import ClientKey
+
+pytestmark = pytest.mark.integration
+LEAKS = ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Expires")
+
+
+def _assert_no_url(records: list[CommandResult], res: RestoreResult, logs: str) -> None:
+    """No pre-signed URL in what the restore recorded, returned or logged (at DEBUG,
+    botocore's own records included)."""
+    texts = [r.model_dump_json() for r in records] + [res.model_dump_json(), logs]
+    for text in texts:
+        for leak in LEAKS:
+            assert leak not in text, text
+    for r in records:  # no query string in any recorded command or output
+        assert "?" not in r.command + r.stdout_tail + r.stderr_tail, r
+
+
+@pytest.fixture()
+def conn(ssh_host: Host) -> Iterator[SSHConnection]:
+    c = SSHConnection.connect(ssh_host, Settings(ssh_connect_timeout=15.0))
+    yield c
+    c.close()
+
+
+def _backup(ds: Dataset, conn: SSHConnection, store: Store) -> RestorePoint:
+    man = take_backup(ds, conn, store)
+    [point] = store.restore_points(ds.location.prefix)
+    assert point.key == man.key
+    return point
+
+
+def _backed_up_file(
+    live: Path, size: int, loc: BackupLocation, via: RestoreVia, conn: SSHConnection, store: Store
+) -> tuple[bytes, Dataset, RestorePoint]:
+    """``size`` random bytes at ``live``, a file dataset restored ``via``, one backup."""
+    good = os.urandom(size)
+    live.write_bytes(good)
+    ds = Dataset(host="h", path=str(live), location=loc, restore_via=via)
+    return good, ds, _backup(ds, conn, store)
+
+
+def test_direct_restore_of_a_file(
+    conn: SSHConnection, s3_location: BackupLocation, tmp_path: Path, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    store = Store.for_location(s3_location)
+    live = tmp_path / "data.bin"
+    good, ds, point = _backed_up_file(
+        live, 3 * 1024 * 1024 + 17, s3_location, "direct", conn, store
+    )
+    live.write_bytes(b"corrupted")
+    records: list[CommandResult] = []
+    caplog.clear()
+    res = restore_point(ds, conn, store, point, hooks=RestoreHooks(record=records.append))
+    assert res.ok and res.via == "direct" and not res.fallback, res
+    assert live.read_bytes() == good
+    assert Path(res.aside).read_bytes() == b"corrupted"
+    curl, check = records[0], records[1]
+    assert curl.command.startswith("curl ") and "-K -" in curl.command and curl.ok
+    assert "<pre-signed URL> on stdin" in curl.command
+    assert point.manifest.sha256 in check.command and check.ok  # SHA-256 checked on the host
+    _assert_no_url(records, res, caplog.text)
+
+
+def test_direct_restore_of_a_tar_gz_directory(
+    conn: SSHConnection, s3_location: BackupLocation, tmp_path: Path, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    store = Store.for_location(s3_location)
+    live = tmp_path / "site"
+    (live / "sub").mkdir(parents=True)
+    files = {"index.html": b"<h1>hi</h1>", "sub/blob.bin": os.urandom(512 * 1024)}
+    for name, data in files.items():
+        (live / name).write_bytes(data)
+    ds = Dataset(
+        host="h", path=str(live), kind="directory", format="tar.gz", location=s3_location,
+        restore_via="direct", verify="test -f {path}/index.html",
+    )  # fmt: skip
+    point = _backup(ds, conn, store)
+    (live / "index.html").write_bytes(b"defaced")
+    (live / "sub" / "blob.bin").unlink()
+    records: list[CommandResult] = []
+    caplog.clear()
+    res = restore_point(ds, conn, store, point, hooks=RestoreHooks(record=records.append))
+    assert res.ok and res.via == "direct", res
+    assert {n: (live / n).read_bytes() for n in files} == files
+    assert (Path(res.aside) / "index.html").read_bytes() == b"defaced"
+    assert records[0].command.startswith("curl ")
+    _assert_no_url(records, res, caplog.text)
+
+
+def _corrupt_copy(store: Store, point: RestorePoint, good: bytes) -> str:
+    """Corrupt bytes under their own key (see test_restore.py), once the server serves them."""
+    bad_key, bad = point.key + ".corrupt", good[:-1] + b"\0"
+    store.client.put_object(Bucket=store.bucket, Key=bad_key, Body=bad)
+    for _ in range(50):
+        if store.client.get_object(Bucket=store.bucket, Key=bad_key)["Body"].read() == bad:
+            return bad_key
+        time.sleep(0.1)
+    raise AssertionError("the S3 server never served the corrupt bytes just written")
+
+
+def test_direct_corrupt_object_fails_before_the_swap(
+    conn: SSHConnection, s3_location: BackupLocation, tmp_path: Path
+) -> None:
+    store = Store.for_location(s3_location)
+    (tmp_path / "live").mkdir()
+    live = tmp_path / "live" / "data.bin"
+    good, ds, point = _backed_up_file(live, 1024 * 1024, s3_location, "direct", conn, store)
+    bad_key = _corrupt_copy(store, point, good)
+    live.write_bytes(b"current")
+    records: list[CommandResult] = []
+    res = restore_point(
+        ds, conn, store, point.model_copy(update={"key": bad_key}),
+        hooks=RestoreHooks(record=records.append),
+    )  # fmt: skip
+    assert not res.ok and not res.swapped and res.via == "direct", res
+    assert "does not match the manifest's SHA-256" in res.reason
+    assert "untouched" in res.reason
+    assert [r.exit_code for r in records[:2]] == [0, 11]  # downloaded, then the host's check
+    assert live.read_bytes() == b"current"
+    assert sorted(p.name for p in live.parent.iterdir()) == ["data.bin"]  # cleaned up
+
+
+def test_auto_falls_back_to_sftp_when_the_host_cannot_reach_the_store(
+    conn: SSHConnection, s3_location: BackupLocation, tmp_path: Path, caplog
+) -> None:
+    """The hosts' address of the store is a closed port: curl's connection is refused."""
+    caplog.set_level(logging.DEBUG)
+    store = Store.for_location(s3_location)
+    live = tmp_path / "data.bin"
+    loc = s3_location.model_copy(update={"host_endpoint": f"http://127.0.0.1:{free_port()}"})
+    good, ds, point = _backed_up_file(live, 1024 * 1024, loc, "auto", conn, store)
+    live.write_bytes(b"corrupted")
+    records: list[CommandResult] = []
+    caplog.clear()
+    res = restore_point(ds, conn, store, point, hooks=RestoreHooks(record=records.append))
+    assert res.ok and res.via == "sftp", res
+    assert "cannot connect to the store" in res.fallback, res.fallback
+    assert live.read_bytes() == good
+    assert records[0].command.startswith("curl ") and records[0].exit_code == 7
+    assert "falling back to SFTP" in caplog.text and "cannot connect" in caplog.text
+    _assert_no_url(records, res, caplog.text)
+    # the same with `direct`: a failure, live data untouched
+    live.write_bytes(b"current")
+    res = restore_point(ds.model_copy(update={"restore_via": "direct"}), conn, store, point)
+    assert not res.ok and res.via == "direct" and "cannot connect to the store" in res.reason
+    assert live.read_bytes() == b"current"
+
+
+@pytest.fixture()
+def host_without_curl(tmp_path: Path, ssh_client_key: ClientKey, ssh_home: Path) -> Iterator[Host]:
+    """A second sshd whose sessions get a PATH with every usual command but curl."""
+    import getpass
+
+    bin_dir = tmp_path / "bin-no-curl"
+    bin_dir.mkdir()
+    for d in ("/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        for exe in Path(d).iterdir() if Path(d).is_dir() else []:
+            link = bin_dir / exe.name
+            if exe.name != "curl" and not link.exists():
+                link.symlink_to(exe)
+    server = SshdServer(
+        tmp_path / "sshd-no-curl", authorized_keys=[ssh_client_key.public],
+        env={"PATH": str(bin_dir)},
+    )  # fmt: skip
+    server.start()
+    try:
+        yield Host(
+            name="no-curl", address=server.address, port=server.port, user=getpass.getuser(),
+            key_secret=ssh_client_key.secret_name, host_key=server.host_key_line,
+        )  # fmt: skip
+    finally:
+        server.stop()
+
+
+def test_auto_falls_back_to_sftp_on_a_host_without_curl(
+    host_without_curl: Host, s3_location: BackupLocation, tmp_path: Path, caplog
+) -> None:
+    caplog.set_level(logging.WARNING, logger="contingency.restore")
+    conn = SSHConnection.connect(host_without_curl, Settings(ssh_connect_timeout=15.0))
+    try:
+        assert not conn.run("command -v curl", timeout=10).ok  # really missing
+        store = Store.for_location(s3_location)
+        live = tmp_path / "data.bin"
+        good, ds, point = _backed_up_file(live, 256 * 1024, s3_location, "auto", conn, store)
+        live.write_bytes(b"corrupted")
+        res = restore_point(ds, conn, store, point)
+    finally:
+        conn.close()
+    assert res.ok and res.via == "sftp", res
+    assert res.fallback.startswith("curl is not installed on the host"), res.fallback
+    assert live.read_bytes() == good
+    assert "falling back to SFTP: curl is not installed" in caplog.text
+
+
+def test_incident_transfer_step_downloads_direct_or_falls_back(
+    ssh_host: Host, s3_location: BackupLocation, tmp_path: Path, caplog
+) -> None:
+    """The data-loss plan's download step (the executor's runner) honours restore_via."""
+    from inventory.models import Inventory
+    from remediations import runners
+    from remediations.plan import TransferAction
+
+    caplog.set_level(logging.DEBUG)
+    store = Store.for_location(s3_location)
+    live = tmp_path / "data.bin"
+    live.write_bytes(os.urandom(200 * 1024))
+    ds = Dataset(host=ssh_host.name, path=str(live), location=s3_location)
+    conn = SSHConnection.connect(ssh_host)
+    try:
+        point = _backup(ds, conn, store)
+    finally:
+        conn.close()
+    unreachable = s3_location.model_copy(
+        update={"host_endpoint": f"http://127.0.0.1:{free_port()}"}
+    )
+    for via, loc, ok, detail in [
+        ("direct", s3_location, True, "downloaded by the host (direct)"),
+        ("auto", unreachable, True, "SHA-256 matched on the way; via SFTP: the direct download "
+         "failed: the host cannot connect to the store"),
+        ("direct", unreachable, False, "download failed: the host cannot connect to the store"),
+    ]:  # fmt: skip
+        inv = Inventory(
+            hosts={ssh_host.name: ssh_host},
+            datasets={"d": ds.model_copy(update={"restore_via": via, "location": loc})},
+        )
+        dest = tmp_path / f"copy-{via}-{loc.host_endpoint is None}"
+        step = TransferAction(
+            dataset="d", host=ssh_host.name, bucket=loc.bucket, key=point.key, path=str(dest),
+            manifest=point.manifest, via=via,  # type: ignore[arg-type]
+        )  # fmt: skip
+        res = runners.transfer(1, step, inv)
+        assert detail in res.detail, res.detail
+        assert res.ok == ok
+        if ok:
+            assert dest.read_bytes() == live.read_bytes()
+        assert "X-Amz-Signature" not in res.model_dump_json() + caplog.text
