@@ -9,10 +9,9 @@ an HTTP check of the instance's own address (a small server per address, as a we
 fleet's health endpoint), with the lab's verify policy. Connections are opened inside
 the measured time, as in an incident.
 
-On this one machine every host's sshd shares the controller's CPUs: each command costs
-a session (sshd, ``timeout``, ``sh``) of about 0.1–0.2 CPU-second here, which 50 real
-hosts would each pay on their own CPU; ``--health ssh`` checks health with a command
-over SSH instead (two sessions per instance) to show that cost.
+On this one machine every host's sshd shares the controller's CPUs, so each command's
+session (sshd, bash, ``timeout``, ``sh``) is paid here; ``--health ssh`` checks health
+with a command over SSH instead (two sessions per instance) to show that cost.
 
 Target: N=50 hosts ≤ 3× the wall time of one host. Peak RSS of this process is
 reported (the SSH connections and threads of the rollout).
