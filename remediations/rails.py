@@ -328,6 +328,10 @@ def live_holder(client: Any, target: str, me: str | None) -> str:
     return ""
 
 
+SLOW_LOCK_S = 0.5
+"""A lock taken slower than this is logged (it delays the first command)."""
+
+
 @contextmanager
 def target_lock(target: str, wait_s: float = 90.0, try_s: float = 5.0) -> Iterator[LockState]:
     """Hold the target's slot (limit 1) while remediating.
@@ -353,9 +357,11 @@ def target_lock(target: str, wait_s: float = 90.0, try_s: float = 5.0) -> Iterat
     name = lock_name(target)
     ctx = FlowRunContext.get()
     run_id = str(ctx.flow_run.id) if ctx and ctx.flow_run else None
-    deadline = time.monotonic() + wait_s
+    asked = time.monotonic()
+    deadline = asked + wait_s
     with get_client(sync_client=True) as client:
         retry_api(lambda: ensure_limit(client, name), f"lock of {target}", wait_s)
+        ensured = time.monotonic()
         while True:
             try:
                 got = acquire_slots_with_lease(
@@ -382,6 +388,10 @@ def target_lock(target: str, wait_s: float = 90.0, try_s: float = 5.0) -> Iterat
                     "and no live incident holds it"
                 )
             time.sleep(1.0)
+    if (took := time.monotonic() - asked) > SLOW_LOCK_S:
+        logging.getLogger("contingency.rails").warning(
+            "the lock of %s took %.1fs (limit ready after %.1fs)", target, took, ensured - asked
+        )
     if run_id:
         retry_api(lambda: tag_run(f"{LEASE_TAG}{got.lease_id}"), "tag the lease", 30)
     try:
