@@ -16,17 +16,15 @@ from tests.integration.test_review import incident  # noqa: F401 - fixture
 from tests.integration.test_ui import browser, page  # noqa: F401 - fixtures
 
 
-def _paused(run_id: object) -> bool:
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(run_id).state  # type: ignore[arg-type]
-    return bool(state and state.is_paused())
-
-
 def _form(run_id: object) -> str | None:
     """The open form's Paused state (a new one each time the flow asks again), or None."""
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(run_id).state  # type: ignore[arg-type]
     return str(state.id) if state and state.is_paused() else None
+
+
+def _paused(run_id: object) -> bool:
+    return _form(run_id) is not None
 
 
 def _fill(ui: Page, stack: Stack, run_id: str, owner: str, expect: str, tries: int = 3) -> None:
