@@ -14,7 +14,6 @@ Target: ≤ 1.5 s.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import time
 import uuid
@@ -26,7 +25,7 @@ from rich.console import Console
 from benchmarks.common import first_ssh_start, start_lab_stack
 from contingency.cli.alerts import alertmanager_payload, post_alert
 from contingency.cli.gates import decide, open_gates
-from contingency.lab.inbox import read
+from contingency.lab.inbox import codes_for
 from contingency.lab.launcher import crash_service
 from contingency.runtime.stack import StackInfo, down, stack_client, webhook_token
 from contingency.runtime.waiting import wait_for_run
@@ -50,13 +49,8 @@ def one(settings: Settings, info: StackInfo) -> float:
     wait(lambda: any(g.flow_run_id == run_id for g in open_gates()))
     inbox = settings.lab_dir / "inbox.jsonl"
 
-    def code() -> str | None:
-        for msg in read(inbox, "/person/zhang.wei"):  # codes go to each approver only
-            if run_id in msg.get("message", "") and (
-                m := re.search(r"code: (\d{6})", msg["message"])
-            ):
-                return m.group(1)
-        return None
+    def code() -> str | None:  # codes go to each approver only
+        return next(iter(codes_for(inbox, run_id, "zhang.wei")), None)
 
     otp = wait(code)
     decided = datetime.now(UTC)

@@ -41,7 +41,7 @@ from benchmarks.common import cpu_busy, incidents_labelled, start_lab_stack
 from contingency.cli.alerts import alertmanager_payload
 from contingency.cli.gates import decide, open_gates
 from contingency.intake.schemas import fingerprint_of
-from contingency.lab.inbox import person_path, read
+from contingency.lab.inbox import codes_for, read
 from contingency.lab.netlab_launch import running_network_lab
 from contingency.runtime.stack import FAST_POLLING, down, stack_client, webhook_token
 from contingency.runtime.waiting import wait_for_run
@@ -84,13 +84,7 @@ def _payload(n: int, tag: str) -> dict[str, object]:
 
 
 def _codes(settings: Settings, run_id: str, person: str) -> list[str]:
-    inbox = settings.state_dir / "lab" / "inbox.jsonl"
-    return [
-        m.group(1)
-        for msg in read(inbox, person_path(person))
-        if run_id in str(msg.get("message", ""))
-        and (m := re.search(r"code: (\d{6})", str(msg["message"])))
-    ]
+    return codes_for(settings.lab_dir / "inbox.jsonl", run_id, person)
 
 
 def _gate_open(run_id: str) -> bool:

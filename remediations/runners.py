@@ -153,7 +153,8 @@ def transfer(index: int, a: TransferAction, inv: Inventory) -> StepResult:
     try:
         conn = get_connection(inv.host(a.host))
         store = Store.for_location(ds.location)
-        if a.via != "sftp":  # the host downloads it; its SHA-256 is the next step's check
+        # Either way the copy's SHA-256 is the next step's check, on the host.
+        if a.via != "sftp":
             why = fetch_direct(conn, store, ds.location, a.key, a.path, size)
             if not why:
                 return _result(index, a, True, f"{size} bytes downloaded by the host (direct)", t0)
@@ -165,7 +166,7 @@ def transfer(index: int, a: TransferAction, inv: Inventory) -> StepResult:
     except (ContingencyError, OSError) as exc:
         why = f"download failed: {redact(str(exc))[:300]}{fell_back}"
         return _result(index, a, False, why, t0)
-    return _result(index, a, True, f"{size} bytes, SHA-256 matched on the way{fell_back}", t0)
+    return _result(index, a, True, f"{size} bytes relayed over SFTP{fell_back}", t0)
 
 
 def http(index: int, a: HttpAction) -> StepResult:

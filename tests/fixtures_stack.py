@@ -254,17 +254,9 @@ def approval_code(stack: Stack, run_id: str, person: str = "zhang.wei") -> str:
 def person_codes(stack: Stack, run_id: str, person: str = "zhang.wei") -> list[str]:
     """Every one-time code ``person``'s own lab channel got for a run, oldest first
     (a reminder repeats the still-valid code)."""
-    import re as _re
+    from contingency.lab.inbox import codes_for
 
-    from contingency.lab.inbox import person_path, read
-
-    codes: list[str] = []
-    for msg in read(stack.state_dir / "lab" / "inbox.jsonl", person_path(person)):
-        if run_id in str(msg.get("message", "")) and (
-            m := _re.search(r"code: (\d{6})", str(msg["message"]))
-        ):
-            codes.append(m.group(1))
-    return codes
+    return codes_for(stack.state_dir / "lab" / "inbox.jsonl", run_id, person)
 
 
 def cli(

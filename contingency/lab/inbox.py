@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -57,6 +58,19 @@ def read(out: Path, path: str | None = None) -> list[dict[str, object]]:
         return []
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line]
     return [r for r in rows if path is None or r.get("path") == path]
+
+
+_CODE = re.compile(r"code: (\d{6})")
+
+
+def codes_for(out: Path, run_id: str, person: str) -> list[str]:
+    """Every one-time sign-off code ``person``'s own lab channel got for a flow run,
+    oldest first (a reminder repeats a code that is still valid)."""
+    return [
+        m.group(1)
+        for msg in read(out, person_path(person))
+        if run_id in str(msg.get("message", "")) and (m := _CODE.search(str(msg["message"])))
+    ]
 
 
 if __name__ == "__main__":

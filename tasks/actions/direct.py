@@ -24,6 +24,7 @@ from collections.abc import Callable
 from inventory.datasets import BackupLocation
 from inventory.errors import ContingencyError
 from inventory.settings import get_settings
+from tasks.actions.landing import deadline_s
 from tasks.ssh.models import CommandResult
 from tasks.ssh.run import SSHConnection
 from tasks.storage import Store, make_client
@@ -33,9 +34,6 @@ _SIGNED = re.compile(
     r"https?://[^\s\"'<>]*X-Amz-[^\s\"'<>]*"  # a whole pre-signed URL
     r"|X-Amz-(?:Signature|Credential|Security-Token)=[^&\s\"'<>]*"  # or a piece of one
 )
-MIN_RATE = 5 * 1024 * 1024
-"""Bytes/s below which the host's download counts as hung (its timeout: 600 s plus
-the size at this rate)."""
 CURL_EXITS = {
     127: "curl is not installed on the host",
     6: "the host cannot resolve the store's address",
@@ -110,9 +108,8 @@ def fetch_direct(
         url = signing_store(store, loc).presigned_get(key, get_settings().restore_url_expires_s)
     except (ContingencyError, KeyError, ValueError) as exc:
         return f"cannot pre-sign a URL: {scrub(str(exc))}"
-    timeout = 600 + size / MIN_RATE
     try:
-        result = conn.run(fetch_command(path), timeout=timeout, stdin=curl_config(url))
+        result = conn.run(fetch_command(path), timeout=deadline_s(size), stdin=curl_config(url))
     except ContingencyError as exc:
         return scrub(str(exc), url)
     result = scrubbed(result, url)

@@ -17,7 +17,6 @@ B back (empty, provisioned again) when it is done.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import uuid
 from collections import Counter
@@ -36,7 +35,8 @@ from prefect.client.schemas.objects import FlowRun
 from prometheus_client.parser import text_string_to_metric_families
 
 from contingency.cli.alerts import alertmanager_payload
-from contingency.lab.inbox import person_path, read
+from contingency.lab.inbox import codes_for as lab_codes
+from contingency.lab.inbox import read
 from contingency.runtime.stack import api_settings
 from inventory.outcomes import INTERRUPTED, Outcome
 from tasks.report.summary import read_summaries
@@ -106,12 +106,7 @@ def report_artifact(run_id: str) -> str:
 
 def codes_for(cluster: Cluster, run_id: str, person: str = "zhang.wei") -> list[str]:
     """One-time sign-off codes ``person``'s own channel got for a run."""
-    return [
-        m.group(1)
-        for msg in read(cluster.inbox, person_path(person))
-        if run_id in str(msg.get("message", ""))
-        and (m := re.search(r"code: (\d{6})", str(msg["message"])))
-    ]
+    return lab_codes(cluster.inbox, run_id, person)
 
 
 def counter(text: str, family: str) -> float:

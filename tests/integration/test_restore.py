@@ -64,7 +64,7 @@ def test_corrupt_object_leaves_live_untouched(setup) -> None:
         time.sleep(0.1)
     assert served_bad, "the S3 server never served the corrupt bytes just written"
     res = restore_point(ds, conn, store, point.model_copy(update={"key": bad_key}))
-    assert not res.ok and "download failed" in res.reason and "sha256" in res.reason
+    assert not res.ok and "download failed" in res.reason and "SHA-256" in res.reason
     assert live.read_bytes() == b"current"
     assert sorted(p.name for p in live.parent.iterdir()) == ["data.bin"]
 

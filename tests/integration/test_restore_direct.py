@@ -78,10 +78,12 @@ def test_direct_restore_of_a_file(
     assert res.ok and res.via == "direct" and not res.fallback, res
     assert live.read_bytes() == good
     assert Path(res.aside).read_bytes() == b"corrupted"
-    curl, check = records[0], records[1]
+    curl, follow, check = records[0], records[1], records[2]
     assert curl.command.startswith("curl ") and "-K -" in curl.command and curl.ok
     assert "<pre-signed URL> on stdin" in curl.command
-    assert point.manifest.sha256 in check.command and check.ok  # SHA-256 checked on the host
+    # SHA-256 checked on the host, as the copy landed (tasks.actions.landing)
+    assert follow.stdout_tail.split() == [point.manifest.sha256, "unchanged"]
+    assert check.ok and "openssl dgst" not in check.command
     _assert_no_url(records, res, caplog.text)
 
 
@@ -140,7 +142,9 @@ def test_direct_corrupt_object_fails_before_the_swap(
     assert not res.ok and not res.swapped and res.via == "direct", res
     assert "does not match the manifest's SHA-256" in res.reason
     assert "untouched" in res.reason
-    assert [r.exit_code for r in records[:2]] == [0, 11]  # downloaded, then the host's check
+    # downloaded; hashed as it landed (not the manifest's hash); so hashed again: no match
+    assert [r.exit_code for r in records[:3]] == [0, 0, 11]
+    assert point.manifest.sha256 not in records[1].stdout_tail
     assert live.read_bytes() == b"current"
     assert sorted(p.name for p in live.parent.iterdir()) == ["data.bin"]  # cleaned up
 
@@ -240,7 +244,7 @@ def test_incident_transfer_step_downloads_direct_or_falls_back(
     )
     for via, loc, ok, detail in [
         ("direct", s3_location, True, "downloaded by the host (direct)"),
-        ("auto", unreachable, True, "SHA-256 matched on the way; via SFTP: the direct download "
+        ("auto", unreachable, True, "bytes relayed over SFTP; via SFTP: the direct download "
          "failed: the host cannot connect to the store"),
         ("direct", unreachable, False, "download failed: the host cannot connect to the store"),
     ]:  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from contingency.cli import app
-from contingency.lab.inbox import person_path
+from contingency.lab.inbox import codes_for, person_path
 from contingency.lab.launcher import LAB_CHANNELS
 from inventory.loader import load_inventory
 from tasks.notify import personal_channels
@@ -42,3 +42,18 @@ def test_every_lab_command_center_member_has_an_own_inbox_channel() -> None:
         own = personal_channels(inv, person.name)
         assert own, f"{person.name} has no personal channel: they could not sign off"
         assert [f"/{LAB_CHANNELS[c]}" for c in own] == [person_path(person.name)]
+
+
+def test_codes_for_picks_one_persons_codes_for_one_run(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox.jsonl"
+    rows = [
+        {"path": "/person/zhang.wei", "message": "run run-a: code: 111111"},
+        {"path": "/person/zhang.wei", "message": "run run-b: code: 222222"},
+        {"path": "/person/li.na", "message": "run run-a: code: 333333"},
+        {"path": "/person/zhang.wei", "message": "run run-a: reminder, code: 111111"},
+        {"path": "/person/zhang.wei", "message": "run run-a: approved"},
+    ]
+    inbox.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert codes_for(inbox, "run-a", "zhang.wei") == ["111111", "111111"]
+    assert codes_for(inbox, "run-b", "li.na") == []
+    assert codes_for(tmp_path / "missing.jsonl", "run-a", "zhang.wei") == []
