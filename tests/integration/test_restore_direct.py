@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -52,32 +53,60 @@ def _backup(ds: Dataset, conn: SSHConnection, store: Store) -> RestorePoint:
     return point
 
 
-def _backed_up_file(
-    live: Path, size: int, loc: BackupLocation, via: RestoreVia, conn: SSHConnection, store: Store
-) -> tuple[bytes, Dataset, RestorePoint]:
-    """``size`` random bytes at ``live``, a file dataset restored ``via``, one backup."""
-    good = os.urandom(size)
-    live.write_bytes(good)
-    ds = Dataset(host="h", path=str(live), location=loc, restore_via=via)
-    return good, ds, _backup(ds, conn, store)
+@dataclass
+class Backed:
+    """A file dataset with one backup of ``good``, whose live copy now holds ``now``."""
+
+    conn: SSHConnection
+    store: Store
+    live: Path
+    good: bytes
+    ds: Dataset
+    point: RestorePoint
+    records: list[CommandResult] = field(default_factory=list)
+
+    def restore(self, ds: Dataset | None = None, key: str = "") -> RestoreResult:
+        """Restore the backup (or the object ``key`` under its manifest); every command
+        the restore runs is appended to ``records``."""
+        point = self.point.model_copy(update={"key": key}) if key else self.point
+        hooks = RestoreHooks(record=self.records.append)
+        return restore_point(ds or self.ds, self.conn, self.store, point, hooks=hooks)
 
 
-def test_direct_restore_of_a_file(
-    conn: SSHConnection, s3_location: BackupLocation, tmp_path: Path, caplog
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    store = Store.for_location(s3_location)
-    live = tmp_path / "data.bin"
-    good, ds, point = _backed_up_file(
-        live, 3 * 1024 * 1024 + 17, s3_location, "direct", conn, store
-    )
-    live.write_bytes(b"corrupted")
-    records: list[CommandResult] = []
-    caplog.clear()
-    res = restore_point(ds, conn, store, point, hooks=RestoreHooks(record=records.append))
+@pytest.fixture()
+def backed_up(
+    s3_location: BackupLocation, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> Callable[..., Backed]:
+    """``make(conn, via, size, now, loc=s3_location)``: ``size`` random bytes at
+    ``<tmp>/live/data.bin`` backed up, a file dataset restored ``via``, the live copy
+    then overwritten with ``now``, and the log captured from there at DEBUG."""
+
+    def make(
+        conn: SSHConnection, via: RestoreVia, size: int, now: bytes,
+        loc: BackupLocation | None = None,
+    ) -> Backed:  # fmt: skip
+        store = Store.for_location(s3_location)
+        live = tmp_path / "live" / "data.bin"
+        live.parent.mkdir(exist_ok=True)
+        good = os.urandom(size)
+        live.write_bytes(good)
+        ds = Dataset(host="h", path=str(live), location=loc or s3_location, restore_via=via)
+        point = _backup(ds, conn, store)
+        live.write_bytes(now)
+        caplog.set_level(logging.DEBUG)
+        caplog.clear()
+        return Backed(conn, store, live, good, ds, point)
+
+    return make
+
+
+def test_direct_restore_of_a_file(conn: SSHConnection, backed_up, caplog) -> None:
+    b = backed_up(conn, "direct", 3 * 1024 * 1024 + 17, b"corrupted")
+    res = b.restore()
     assert res.ok and res.via == "direct" and not res.fallback, res
-    assert live.read_bytes() == good
+    assert b.live.read_bytes() == b.good
     assert Path(res.aside).read_bytes() == b"corrupted"
+    records, point = b.records, b.point
     curl, follow, check = records[0], records[1], records[2]
     assert curl.command.startswith("curl ") and "-K -" in curl.command and curl.ok
     assert "<pre-signed URL> on stdin" in curl.command
@@ -125,20 +154,10 @@ def _corrupt_copy(store: Store, point: RestorePoint, good: bytes) -> str:
     raise AssertionError("the S3 server never served the corrupt bytes just written")
 
 
-def test_direct_corrupt_object_fails_before_the_swap(
-    conn: SSHConnection, s3_location: BackupLocation, tmp_path: Path
-) -> None:
-    store = Store.for_location(s3_location)
-    (tmp_path / "live").mkdir()
-    live = tmp_path / "live" / "data.bin"
-    good, ds, point = _backed_up_file(live, 1024 * 1024, s3_location, "direct", conn, store)
-    bad_key = _corrupt_copy(store, point, good)
-    live.write_bytes(b"current")
-    records: list[CommandResult] = []
-    res = restore_point(
-        ds, conn, store, point.model_copy(update={"key": bad_key}),
-        hooks=RestoreHooks(record=records.append),
-    )  # fmt: skip
+def test_direct_corrupt_object_fails_before_the_swap(conn: SSHConnection, backed_up) -> None:
+    b = backed_up(conn, "direct", 1024 * 1024, b"current")
+    res = b.restore(key=_corrupt_copy(b.store, b.point, b.good))
+    records, point, live = b.records, b.point, b.live
     assert not res.ok and not res.swapped and res.via == "direct", res
     assert "does not match the manifest's SHA-256" in res.reason
     assert "untouched" in res.reason
@@ -150,29 +169,23 @@ def test_direct_corrupt_object_fails_before_the_swap(
 
 
 def test_auto_falls_back_to_sftp_when_the_host_cannot_reach_the_store(
-    conn: SSHConnection, s3_location: BackupLocation, tmp_path: Path, caplog
+    conn: SSHConnection, s3_location: BackupLocation, backed_up, caplog
 ) -> None:
     """The hosts' address of the store is a closed port: curl's connection is refused."""
-    caplog.set_level(logging.DEBUG)
-    store = Store.for_location(s3_location)
-    live = tmp_path / "data.bin"
     loc = s3_location.model_copy(update={"host_endpoint": f"http://127.0.0.1:{free_port()}"})
-    good, ds, point = _backed_up_file(live, 1024 * 1024, loc, "auto", conn, store)
-    live.write_bytes(b"corrupted")
-    records: list[CommandResult] = []
-    caplog.clear()
-    res = restore_point(ds, conn, store, point, hooks=RestoreHooks(record=records.append))
+    b = backed_up(conn, "auto", 1024 * 1024, b"corrupted", loc)
+    res = b.restore()
     assert res.ok and res.via == "sftp", res
     assert "cannot connect to the store" in res.fallback, res.fallback
-    assert live.read_bytes() == good
-    assert records[0].command.startswith("curl ") and records[0].exit_code == 7
+    assert b.live.read_bytes() == b.good
+    assert b.records[0].command.startswith("curl ") and b.records[0].exit_code == 7
     assert "falling back to SFTP" in caplog.text and "cannot connect" in caplog.text
-    _assert_no_url(records, res, caplog.text)
+    _assert_no_url(b.records, res, caplog.text)
     # the same with `direct`: a failure, live data untouched
-    live.write_bytes(b"current")
-    res = restore_point(ds.model_copy(update={"restore_via": "direct"}), conn, store, point)
+    b.live.write_bytes(b"current")
+    res = b.restore(b.ds.model_copy(update={"restore_via": "direct"}))
     assert not res.ok and res.via == "direct" and "cannot connect to the store" in res.reason
-    assert live.read_bytes() == b"current"
+    assert b.live.read_bytes() == b"current"
 
 
 @pytest.fixture()
@@ -202,22 +215,18 @@ def host_without_curl(tmp_path: Path, ssh_client_key: ClientKey, ssh_home: Path)
 
 
 def test_auto_falls_back_to_sftp_on_a_host_without_curl(
-    host_without_curl: Host, s3_location: BackupLocation, tmp_path: Path, caplog
+    host_without_curl: Host, backed_up, caplog
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="contingency.restore")
     conn = SSHConnection.connect(host_without_curl, Settings(ssh_connect_timeout=15.0))
     try:
         assert not conn.run("command -v curl", timeout=10).ok  # really missing
-        store = Store.for_location(s3_location)
-        live = tmp_path / "data.bin"
-        good, ds, point = _backed_up_file(live, 256 * 1024, s3_location, "auto", conn, store)
-        live.write_bytes(b"corrupted")
-        res = restore_point(ds, conn, store, point)
+        b = backed_up(conn, "auto", 256 * 1024, b"corrupted")
+        res = b.restore()
     finally:
         conn.close()
     assert res.ok and res.via == "sftp", res
     assert res.fallback.startswith("curl is not installed on the host"), res.fallback
-    assert live.read_bytes() == good
+    assert b.live.read_bytes() == b.good
     assert "falling back to SFTP: curl is not installed" in caplog.text
 
 
