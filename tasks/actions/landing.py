@@ -44,6 +44,16 @@ def deadline_s(size: int) -> float:
     return 600 + size / MIN_RATE
 
 
+def sha256_command(path: str = "") -> str:
+    """The hex SHA-256 of ``path`` (or of standard input): openssl where present (it uses
+    the CPU's SHA instructions), else sha256sum."""
+    q = f" {shlex.quote(path)}" if path else ""
+    return (
+        f"(command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r{q} || sha256sum{q}) "
+        "| cut -d' ' -f1"
+    )
+
+
 def follow_command(path: str, size: int) -> str:
     """Print the SHA-256 of the first ``size`` bytes written to ``path`` as they are
     written; once standard input closes, print ``unchanged`` if the file has not
@@ -53,11 +63,10 @@ def follow_command(path: str, size: int) -> str:
     subshell so that it is not this shell's child: a child that ended stays a zombie
     until its parent waits for it, and ``tail`` would take it for alive."""
     q = shlex.quote(path)
-    digest = "{ command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r || sha256sum; }"
     return (
         "exec 3<&0; w=$(cat <&3 >/dev/null & echo $!); "
-        f"{{ tail -c +1 -F -s {FOLLOW_S} --pid=$w {q} 2>/dev/null & }} | head -c {size} | {digest} "
-        "| cut -d' ' -f1; "
+        f"{{ tail -c +1 -F -s {FOLLOW_S} --pid=$w {q} 2>/dev/null & }} | head -c {size} | "
+        f"{sha256_command()}; "
         f"m=$(stat -c %y {q}); cat >/dev/null; "
         f'[ -n "$m" ] && [ "$(stat -c %y {q})" = "$m" ] && [ "$(wc -c < {q})" -eq {size} ] '
         "&& echo unchanged"

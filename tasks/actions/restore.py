@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from inventory.datasets import BackupFormat, Dataset, DatasetKind
 from inventory.errors import ContingencyError
 from tasks.actions.direct import fetch_direct
-from tasks.actions.landing import LandingHash
+from tasks.actions.landing import LandingHash, sha256_command
 from tasks.ssh.models import CommandResult, where
 from tasks.ssh.run import SSHConnection
 from tasks.storage import Manifest, RestorePoint, Store
@@ -151,11 +151,7 @@ def host_check_command(ds: Dataset, dl: str, staged: str, sha256: str, hashed: b
     check → stage (unpack archives) → verify command; exits 11..14 at the first failing
     step (see CHECK_FAILURES)."""
     q = _q(dl)
-    digest = (
-        f"h=$( (command -v openssl >/dev/null 2>&1 && openssl dgst -sha256 -r {q} || "
-        f"sha256sum {q}) | cut -d' ' -f1)"
-    )
-    check = "true" if hashed else f'{digest} && [ "$h" = {_q(sha256)} ]'
+    check = "true" if hashed else f'h=$( {sha256_command(dl)}) && [ "$h" = {_q(sha256)} ]'
     if ds.kind is DatasetKind.directory:
         flag = "z" if ds.format is BackupFormat.tar_gz else ""
         stage = f"mkdir {_q(staged)} && tar -C {_q(staged)} -x{flag}f {q} && rm -f {q}"
