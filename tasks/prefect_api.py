@@ -13,6 +13,7 @@ wrappers below keep that dependency in one place; elsewhere, import them (and
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -203,19 +204,68 @@ def read_records(client: object, prefix: str, model: type[M]) -> list[M]:
 
 
 FORM_WAIT_S = 10.0
+BUSY_S = 60.0
+"""How long an answer is sent again while Prefect's database is busy (HTTP 503)."""
+
+
+_SEND_AGAIN = frozenset({408, 429, 502, 503})  # the codes Prefect's own client retries
+
+
+def _send_again(exc: Exception) -> bool:
+    if isinstance(exc, PrefectHTTPStatusError):
+        return exc.response.status_code in _SEND_AGAIN
+    return True  # a transport error: no answer reached us
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, PrefectHTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    return type(exc).__name__
+
+
+@contextmanager
+def _without_client_retries() -> Iterator[None]:
+    """Prefect's client off its own retries (five, 2 to 32 s apart) for one call."""
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
+        yield
 
 
 def resume_with_input(
-    client: object, run_id: UUID, run_input: Mapping[str, object], wait_s: float = FORM_WAIT_S
+    client: object,
+    run_id: UUID,
+    run_input: Mapping[str, object],
+    wait_s: float = FORM_WAIT_S,
+    busy_s: float = BUSY_S,
 ) -> Any:  # noqa: ANN401 - Prefect's OrchestrationResult
     """Answer a paused run's form (a sign-off, triage or review); the server's result.
 
     Prefect marks a run Paused a moment before it stores the form's schema, and an
     answer in that window is refused with "Run input schema not found". The form is
-    opening, not gone: the answer is sent again for up to ``wait_s`` seconds."""
-    deadline = time.monotonic() + wait_s
+    opening, not gone: the answer is sent again for up to ``wait_s`` seconds.
+
+    On SQLite, Prefect answers 503 when another write landed while the resume's own
+    transaction was reading (the run, the variables, the form): a race the next try
+    usually wins, and one a busy stack can lose a few times running. Prefect's client
+    would try five more times, 2 to 32 s apart; the answer is sent again every few
+    hundred milliseconds instead, for up to ``busy_s`` seconds, then the 503 is raised.
+    The other answers Prefect's client would retry (408, 429, 502, no answer at all) are
+    sent again the same way."""
+    now = time.monotonic()
+    deadline, busy_deadline = now + wait_s, now + busy_s
+    busy = 0
     while True:
-        result = client.resume_flow_run(run_id, run_input=dict(run_input))  # type: ignore[attr-defined]
+        try:
+            with _without_client_retries():
+                result = client.resume_flow_run(run_id, run_input=dict(run_input))  # type: ignore[attr-defined]
+        except (PrefectHTTPStatusError, httpx.TransportError) as exc:
+            if not _send_again(exc) or time.monotonic() >= busy_deadline:
+                raise
+            busy += 1
+            log.info("resume of %s: %s (%d); sending again", run_id, _why(exc), busy)
+            time.sleep(random.uniform(0.1, 0.6))
+            continue
         status = str(getattr(result.status, "value", result.status)).upper()
         reason = str(getattr(result.details, "reason", "") or "")
         if status == "ACCEPT" or "schema not found" not in reason.lower():

@@ -51,54 +51,69 @@ class Stack:
         self, path: str, payload: object, token: str | None = None, settle: bool = True
     ) -> requests.Response:
         """Post to the intake. With ``settle``, an incident the answer still calls
-        "queued" after the intake's ack wait (the dispatcher is behind on a busy machine)
-        is read from the outbox once dispatched (the first row of its fingerprint stored
-        after the post began), up to 120 s; the answer is otherwise the intake's own."""
-        before = self._last_row()
+        "queued" after the intake's ack wait is read from the outbox once dispatched
+        (``settle_queued``); the answer is otherwise the intake's own."""
+        outbox = self.settings.outbox_path
+        before = last_outbox_row(outbox)
         resp = requests.post(
             f"{self.intake_url}{path}",
             json=payload,
             timeout=60,
             headers={"Authorization": f"Bearer {token or self.token}"},
         )
-        if not settle or resp.status_code != 202 or "?wait=0" in path:
+        if not settle or "?wait=0" in path:
             return resp
-        body = resp.json()
-        queued = [i for i in body.get("incidents", []) if i.get("note", "").startswith("queued")]
-        for ref in queued:
-            ref.update(self._dispatched(before, ref["fingerprint"]))
-        if queued:
-            resp._content = json.dumps(body).encode()
+        return settle_queued(resp, outbox, before, self.state_dir / "run" / "intake.log")
+
+
+def _outbox(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+
+
+def last_outbox_row(outbox: Path) -> int:
+    """The id of the intake outbox's newest row (0 if there is none yet)."""
+    try:
+        with closing(_outbox(outbox)) as db:
+            return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM alerts").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def settle_queued(
+    resp: requests.Response, outbox: Path, after: int, intake_log: Path, timeout_s: float = 120
+) -> requests.Response:
+    """An intake answer whose incidents still say "queued" (the dispatcher is behind on a
+    busy machine) completed from the outbox once dispatched: the first row of each
+    fingerprint stored after row ``after``, up to ``timeout_s``."""
+    if resp.status_code != 202:
         return resp
+    body = resp.json()
+    queued = [i for i in body.get("incidents", []) if i.get("note", "").startswith("queued")]
+    for ref in queued:
+        ref.update(_dispatched(outbox, after, ref["fingerprint"], intake_log, timeout_s))
+    if queued:
+        resp._content = json.dumps(body).encode()
+    return resp
 
-    def _outbox(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{self.settings.outbox_path}?mode=ro", uri=True, timeout=10)
 
-    def _last_row(self) -> int:
-        try:
-            with closing(self._outbox()) as db:
-                return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM alerts").fetchone()[0])
-        except sqlite3.Error:
-            return 0
-
-    def _dispatched(self, after: int, fingerprint: str, timeout_s: float = 120) -> dict:
-        sql = (
-            "SELECT answer FROM alerts WHERE id > ? AND fingerprint = ? AND answer IS NOT NULL"
-            " ORDER BY id LIMIT 1"
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with closing(self._outbox()) as db:
-                row = db.execute(sql, (after, fingerprint)).fetchone()
-            if row:
-                return dict(json.loads(row[0]))
-            time.sleep(0.5)
-        log = self.state_dir / "run" / "intake.log"
-        tail = log.read_text(errors="replace").splitlines()[-30:] if log.exists() else []
-        raise AssertionError(
-            f"alert {fingerprint} not dispatched after {timeout_s}s; intake log:\n"
-            + "\n".join(tail)
-        )
+def _dispatched(
+    outbox: Path, after: int, fingerprint: str, intake_log: Path, timeout_s: float
+) -> dict:
+    sql = (
+        "SELECT answer FROM alerts WHERE id > ? AND fingerprint = ? AND answer IS NOT NULL"
+        " ORDER BY id LIMIT 1"
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with closing(_outbox(outbox)) as db:
+            row = db.execute(sql, (after, fingerprint)).fetchone()
+        if row:
+            return dict(json.loads(row[0]))
+        time.sleep(0.5)
+    lines = intake_log.read_text(errors="replace").splitlines()[-30:] if intake_log.exists() else []
+    raise AssertionError(
+        f"alert {fingerprint} not dispatched after {timeout_s}s; intake log:\n" + "\n".join(lines)
+    )
 
 
 def start_stack(

@@ -23,7 +23,8 @@ import requests
 
 from contingency.cli.alerts import alertmanager_payload
 from contingency.runtime.processes import free_port, http_ok, wait_until
-from tests.fixtures_stack import wait_for
+from inventory.settings import Settings
+from tests.fixtures_stack import last_outbox_row, settle_queued, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -242,12 +243,16 @@ def test_worker_and_intake_on_their_own(deployed: Server, tmp_path: Path) -> Non
         # the standalone intake's token is the file in its state dir (no env variable)
         token = (intake_state / "secrets" / "webhook-token").read_text().strip()
         labels = {"alertname": "SomethingOdd", "host": "nowhere", "test": uuid.uuid4().hex}
+        outbox = Settings(state_dir=intake_state).outbox_path
+        before = last_outbox_row(outbox)
         resp = requests.post(
-            f"{intake}/webhook/alertmanager?wait=10",  # the answer carries the incident
+            f"{intake}/webhook/alertmanager?wait=25",  # the answer carries the incident
             json=alertmanager_payload(labels),
             headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
+            timeout=60,
         )
+        # a busy machine: the incident may still be queued after the wait
+        resp = settle_queued(resp, outbox, before, tmp_path / "intake.log")
         assert resp.status_code == 202, resp.text
         run_id = resp.json()["incidents"][0]["flow_run_id"]
         env = deployed.env(reader)

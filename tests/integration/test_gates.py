@@ -4,9 +4,12 @@ rejection and "alert cleared" — each gate runs in a real flow run that pauses.
 from __future__ import annotations
 
 import contextvars
+import logging
+import sqlite3
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +20,7 @@ from inventory.models import GatePolicy, Inventory, Person, RoleName
 from tasks.gate.approval import GateResult, request_approval
 from tasks.gate.watch import RESOLVED_TAG
 from tasks.prefect_api import resume_with_input
-from tests.fixtures_stack import wait_for
+from tests.fixtures_stack import Stack, wait_for
 
 INV = Inventory(
     people={
@@ -215,3 +218,66 @@ def test_alert_resolved_while_waiting_clears_the_gate() -> None:
         client.update_flow_run(gate.run_id, tags=[*run.tags, RESOLVED_TAG])
     result = gate.finish()
     assert result.status == "cleared" and not result.approved
+
+
+class _Writer(logging.Handler):
+    """Another writer on the stack's Prefect database (SQLite, WAL): holds the write lock
+    ``hold_s`` at a time and commits, again and again, until a resume has been answered
+    503 and sent again (seen in the log), or ``for_s`` seconds. Each commit makes any
+    transaction that read before it lose its right to write."""
+
+    def __init__(self, db: Path, hold_s: float = 0.3, for_s: float = 20) -> None:
+        super().__init__(logging.INFO)
+        self.db, self.hold_s, self.for_s = db, hold_s, for_s
+        self.commits = 0
+        self.busy: list[str] = []
+        self.locked = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "HTTP 503" in record.getMessage():
+            self.busy.append(record.getMessage())
+            self.stop.set()
+
+    def _run(self) -> None:
+        con = sqlite3.connect(self.db, timeout=30, isolation_level=None)
+        try:
+            con.execute("CREATE TABLE IF NOT EXISTS test_pulse (at REAL)")
+            end = time.monotonic() + self.for_s
+            while not self.stop.is_set() and time.monotonic() < end:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute("INSERT INTO test_pulse VALUES (?)", (time.time(),))
+                self.locked.set()
+                self.stop.wait(self.hold_s)
+                con.execute("COMMIT")
+                self.commits += 1
+        finally:
+            con.close()
+
+
+def test_an_answer_while_prefects_database_is_busy_is_sent_again(lab_stack: Stack) -> None:
+    """Prefect on SQLite answers 503 when another write commits while a resume's own
+    transaction is reading; the answer is sent again at once (not 2 to 32 s later by
+    Prefect's client) and the gate takes it."""
+    gate = Gate(FAST)
+    gate.wait_paused()
+    writer = _Writer(lab_stack.state_dir / "prefect" / "prefect.db")
+    api_log = logging.getLogger("contingency.api")
+    api_log.addHandler(writer)
+    level = api_log.level
+    api_log.setLevel(logging.INFO)
+    try:
+        writer.thread.start()
+        assert writer.locked.wait(10)
+        began = time.monotonic()
+        gate.submit(decision="reject", approver="ann", code=gate.code)
+        took = time.monotonic() - began
+    finally:
+        writer.stop.set()
+        writer.thread.join(15)
+        api_log.removeHandler(writer)
+        api_log.setLevel(level)
+    assert gate.finish().status == "rejected"
+    assert writer.busy, "the writer never made Prefect answer 503: the test proved nothing"
+    assert took < writer.for_s / 2, f"{took:.1f}s: the answer waited the writer out"
