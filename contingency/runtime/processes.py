@@ -231,20 +231,33 @@ def alive(pid: int) -> bool:
         try:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:  # only our own children can be waited for
-                _children.pop(pid, None)
-                _children_status[pid] = status
+                _collected(pid, status)
                 return False
         except ChildProcessError:
-            _children.pop(pid, None)
+            _collected(pid, None)
         st = _stat(pid)
         if st is None or st[0] not in ("Z", "X"):
             return True
         if pid in _children:  # ours, caught between dying and being waitable: collect it
-            with contextlib.suppress(ChildProcessError):
+            try:
                 _, status = os.waitpid(pid, 0)
-                _children_status[pid] = status
-            _children.pop(pid, None)
+                _collected(pid, status)
+            except ChildProcessError:
+                _collected(pid, None)
         return False
+
+
+def _collected(pid: int, status: int | None) -> None:
+    """Our child ``pid`` was waited for here (``status``) or by someone else (None).
+    Its ``Popen`` learns it too: one dropped with no return code would be kept by
+    ``subprocess`` and waited for again by pid at the next ``Popen`` — which, once the
+    pid is reused by a later child of this process, takes that child's exit status
+    (a supervisor then logs a restart's cause as unknown, a ``subprocess.run`` sees 0)."""
+    proc = _children.pop(pid, None)
+    if status is not None:
+        _children_status[pid] = status
+    if proc is not None and proc.returncode is None:
+        proc.returncode = os.waitstatus_to_exitcode(status) if status is not None else -1
 
 
 def stop_pids(pids: list[int], grace_s: float = 8.0) -> None:
