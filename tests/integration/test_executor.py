@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -72,27 +73,32 @@ def test_a_freeze_during_the_plan_stops_it_before_the_next_changing_step(
     ssh_host: Host, tmp_path: Path
 ) -> None:
     marker, frozen = tmp_path / "ran", tmp_path / "frozen"
+    started = tmp_path / "started"
     ctx = _ctx(_inv(ssh_host))
-    # the first step ends only once the freeze is recorded (not after a fixed sleep: under
-    # a loaded CI the freeze's API call once took longer than the step)
+    # the freeze comes once the first step runs (not after a fixed delay: under a loaded
+    # CI the first step once started after it), and that step ends only once the freeze
+    # is recorded (not after a fixed sleep: the freeze's API call once took longer)
     wait = f"timeout 60 sh -c 'until [ -f {frozen} ]; do sleep 0.1; done'"
-    first = _step(f"{wait}; echo one >> {marker}", f"echo undo >> {marker}")
+    first = _step(f"touch {started}; {wait}; echo one >> {marker}", f"echo undo >> {marker}")
     plan = _plan(ctx, first, _step(f"echo two >> {marker}"))
     # the Prefect settings the session's fixtures set live in context variables
     here = contextvars.copy_context()
 
     def freeze() -> None:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         here.run(rails.freeze, "test", "frozen mid-plan")
         frozen.touch()
 
-    timer = threading.Timer(0.8, freeze)
-    timer.start()
+    freezer = threading.Thread(target=freeze, daemon=True)
+    freezer.start()
     try:
         verdict = _run(ctx, plan)
-        timer.join()
+        freezer.join(60)
         was = rails.frozen()
     finally:
-        timer.join()
+        freezer.join(60)
         rails.thaw()
     assert was is not None
     events = [(e.kind, e.text[:80]) for e in ctx.timeline.events]
