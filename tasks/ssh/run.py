@@ -55,6 +55,11 @@ _LOST = (paramiko.SSHException, OSError, EOFError)
 """What paramiko raises when the connection dies under a channel."""
 _PACKET_RESERVE = 64
 """What paramiko's channel keeps free of each packet's size limit (``Channel._send``)."""
+_OPENSSH_REQUEST_PACKETS = 8
+_OPENSSH_SFTP_MESSAGE = 256 * 1024 - 1024
+"""OpenSSH's sftp-server takes messages up to 256 KiB (``SFTP_MAX_MSG_LENGTH``); a
+write request is kept 1 KiB under it. Other servers get one packet's worth (the SFTP
+draft's 32 KiB floor)."""
 _DEATH_GRACE_S = 0.5
 """After a channel closes without an exit status, how long to wait for the transport
 to show whether the connection itself died (paramiko closes channels first)."""
@@ -258,17 +263,24 @@ class SSHConnection:
 
     def open_upload(self, sftp: Any, path: str) -> Any:
         """``path`` opened for writing on ``sftp`` (from `open_sftp`), pipelined, each
-        write request sized to fit one SSH packet.
+        write request as large as the server takes, in whole SSH packets.
 
         paramiko sends 32 KiB of data per request, which with the request's header is
         just over the channel's packet limit: every request went out as two packets, the
-        second a few dozen bytes, each with its own encryption, MAC and send. Measured
-        0.3 s of 2.7 s per 512 MiB written."""
+        second a few dozen bytes, each with its own encryption, MAC and send (0.3 s of
+        2.7 s per 512 MiB). And every request gets its own answer, which this process
+        reads, decrypts and matches: to an OpenSSH server, a request fills eight packets
+        (~255 KiB), an eighth of the answers; measured 4.2 → 2.6 s of this process's CPU,
+        5.4 → 3.7 s wall per GiB relayed (medians of six alternating rounds)."""
         f = sftp.open(path, "wb")
         f.set_pipelined(True)
         header = 4 + 1 + 4 + 4 + len(f.handle) + 8 + 4  # length, type, id, handle, offset, size
-        room = sftp.sock.out_max_packet_size - _PACKET_RESERVE - header
-        f.MAX_REQUEST_SIZE = max(1024, min(f.MAX_REQUEST_SIZE, room))
+        packet = sftp.sock.out_max_packet_size - _PACKET_RESERVE
+        if self.transport.remote_version.startswith("SSH-2.0-OpenSSH"):
+            room = min(_OPENSSH_REQUEST_PACKETS * packet, _OPENSSH_SFTP_MESSAGE) - header
+        else:
+            room = min(f.MAX_REQUEST_SIZE, packet - header)
+        f.MAX_REQUEST_SIZE = max(1024, room)
         return f
 
     def put_file(self, local: Path, remote: str) -> None:

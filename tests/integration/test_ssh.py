@@ -233,6 +233,51 @@ def test_put_file_over_sftp(ssh_host: Host, tmp_path: Path) -> None:
     assert remote.read_text() == "payload\n"
 
 
+def _upload(conn: SSHConnection, remote: Path, data: bytes) -> int:
+    """``data`` written through `open_upload` in 1 MiB writes; the request size used."""
+    sftp = conn.open_sftp()
+    try:
+        with conn.open_upload(sftp, str(remote)) as f:
+            size = int(f.MAX_REQUEST_SIZE)
+            for at in range(0, len(data), 1 << 20):
+                f.write(data[at : at + (1 << 20)])
+    finally:
+        sftp.close()
+    return size
+
+
+def test_uploads_to_openssh_fill_several_packets_per_request(
+    ssh_host: Host, tmp_path: Path
+) -> None:
+    """OpenSSH's sftp-server takes ~255 KiB write requests: eight packets, one answer."""
+    data = random.randbytes(5 * (1 << 20) + 12345)
+    remote = tmp_path / "big.bin"
+    conn = SSHConnection.connect(ssh_host, FAST)
+    try:
+        size = _upload(conn, remote, data)
+    finally:
+        conn.close()
+    assert 7 * 32 * 1024 < size < 256 * 1024 - 1024
+    assert remote.read_bytes() == data
+
+
+def test_uploads_to_another_server_stay_one_packet_per_request_stub_banner(
+    ssh_host: Host, tmp_path: Path
+) -> None:
+    """A server that is not OpenSSH (its banner stubbed: the one SFTP server here is
+    OpenSSH's) gets requests of one packet, which every SFTP server takes."""
+    data = random.randbytes(3 * (1 << 20) + 7)
+    remote = tmp_path / "small.bin"
+    conn = SSHConnection.connect(ssh_host, FAST)
+    try:
+        conn.transport.remote_version = "SSH-2.0-SomeOtherServer_1.0"
+        size = _upload(conn, remote, data)
+    finally:
+        conn.close()
+    assert 30 * 1024 < size <= 32 * 1024
+    assert remote.read_bytes() == data
+
+
 def test_sshd_env_and_known_hosts_line(
     tmp_path: Path, ssh_client_key: ClientKey, ssh_home: Path
 ) -> None:
