@@ -14,20 +14,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from contingency.runtime import processes
 from contingency.runtime.processes import _stat, alive, reap, spawn
+from tests.fixtures_stack import wait_for
 
 LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
 
 
-def _gone(pid: int, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while alive(pid):
-        assert time.monotonic() < deadline, f"{pid} still alive"
-        time.sleep(0.02)
+def _gone(pid: int) -> None:
+    wait_for(lambda: not alive(pid), 10, f"{pid} gone")
 
 
 def _spawn_as(pid: int, argv: list[str], run_dir: Path) -> int:
@@ -43,11 +40,8 @@ def _spawn_as(pid: int, argv: list[str], run_dir: Path) -> int:
     raise AssertionError(f"pid {pid} could not be taken again")
 
 
-def _zombie(pid: int, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (st := _stat(pid)) is None or st[0] != "Z":
-        assert time.monotonic() < deadline, f"{pid} did not exit"
-        time.sleep(0.02)
+def _zombie(pid: int) -> None:
+    wait_for(lambda: (_stat(pid) or ("",))[0] == "Z", 10, f"{pid} exited, not yet reaped")
 
 
 def test_a_reaped_childs_popen_knows_it(tmp_path: Path) -> None:
