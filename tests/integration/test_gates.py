@@ -229,7 +229,6 @@ class _Writer(logging.Handler):
     def __init__(self, db: Path, hold_s: float = 0.3, for_s: float = 20) -> None:
         super().__init__(logging.INFO)
         self.db, self.hold_s, self.for_s = db, hold_s, for_s
-        self.commits = 0
         self.busy: list[str] = []
         self.locked = threading.Event()
         self.stop = threading.Event()
@@ -251,7 +250,6 @@ class _Writer(logging.Handler):
                 self.locked.set()
                 self.stop.wait(self.hold_s)
                 con.execute("COMMIT")
-                self.commits += 1
         finally:
             con.close()
 
